@@ -1,0 +1,27 @@
+"""One core client per block configuration per process (never a model or DB opened per call)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from fabstir.settings import Settings, load_settings
+
+T = TypeVar("T")
+
+_clients: dict[tuple[str, str], Any] = {}
+_lock = threading.Lock()
+
+
+def client_once(kind: str, config_json: str, build: Callable[[], T]) -> T:
+    """Return the client built for this configuration in this process, building it on first use."""
+    with _lock:
+        key = (kind, config_json)
+        if key not in _clients:
+            _clients[key] = build()
+        return _clients[key]
+
+
+def current_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,109 @@
+"""One Prefect test server for the session, a fresh devnet per test, and a node configured for both."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from web3 import HTTPProvider, Web3
+
+from fabstir.chain import ChainClient, Deployment, Devnet, load_artifact
+from fabstir.settings import ANVIL_KEYS, ModelSpec
+from fabstir.storage import ObjectStore, put_content
+
+PRICE_PER_TOKEN_WEI = 1_000_000_007
+MAX_TOKENS = 16
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+@pytest.fixture(scope="session")
+def prover_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Shared by the session so the circuit's keys are made once."""
+    return tmp_path_factory.mktemp("prover")
+
+
+@dataclass
+class Node:
+    host: ChainClient
+    renter: ChainClient
+    store: ObjectStore
+    deployment: Deployment
+    model: ModelSpec
+
+    @property
+    def w3(self) -> Web3:
+        return Web3(HTTPProvider(self.deployment.rpc_url))
+
+    def host_nonce(self) -> int:
+        return self.w3.eth.get_transaction_count(self.host.address)
+
+    def host_gas_wei(self, job_id: int) -> int:
+        """Gas the host paid for the claim and settle transactions of ``job_id``."""
+        marketplace = self.w3.eth.contract(
+            address=self.deployment.job_marketplace, abi=load_artifact("JobMarketplace").abi
+        )
+        claims = marketplace.events.JobClaimed().get_logs(
+            from_block=0, argument_filters={"jobId": job_id}
+        )
+        receipt = self.host.find_settlement(job_id)
+        assert len(claims) == 1 and receipt is not None
+        return self.host.gas_cost_wei(
+            claims[0]["transactionHash"].to_0x_hex()
+        ) + self.host.gas_cost_wei(receipt.settle_tx)
+
+    def post(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int = MAX_TOKENS,
+        deposit_wei: int | None = None,
+        model_name: str | None = None,
+    ) -> int:
+        uri, digest = put_content(self.store, prompt.encode(), "prompts")
+        return self.renter.post_job(
+            model_name or self.model.id,
+            digest,
+            uri,
+            max_tokens,
+            PRICE_PER_TOKEN_WEI,
+            max_tokens * PRICE_PER_TOKEN_WEI if deposit_wei is None else deposit_wei,
+            int(time.time()) + 3600,
+        )
+
+
+@pytest.fixture
+def node(
+    prefect_server: None,
+    monkeypatch: pytest.MonkeyPatch,
+    isolated_environment: Path,
+    tiny_model: ModelSpec,
+    embedding_model_path: Path,
+    prover_dir: Path,
+) -> Iterator[Node]:
+    deployment_file = isolated_environment / "devnet.json"
+    with Devnet(deployment_file=deployment_file) as deployment:
+        monkeypatch.setenv("FABSTIR_HOST__MODELS", json.dumps([tiny_model.model_dump()]))
+        monkeypatch.setenv("FABSTIR_HOST__PRICE_PER_TOKEN_WEI", str(PRICE_PER_TOKEN_WEI))
+        monkeypatch.setenv("FABSTIR_CACHE__EMBEDDING_MODEL_PATH", str(embedding_model_path))
+        monkeypatch.setenv("FABSTIR_PROVER__WORK_DIR", str(prover_dir))
+        monkeypatch.setenv("FABSTIR_ENGINE__N_CTX", "512")
+        host = ChainClient(deployment.rpc_url, deployment, ANVIL_KEYS[1])
+        host.register([tiny_model.id], PRICE_PER_TOKEN_WEI)
+        yield Node(
+            host=host,
+            renter=ChainClient(deployment.rpc_url, deployment, ANVIL_KEYS[2]),
+            store=ObjectStore(f"file://{isolated_environment.resolve() / 'storage'}"),
+            deployment=deployment,
+            model=tiny_model,
+        )

@@ -1,0 +1,65 @@
+"""Cheap checks of the wiring: import directions, task policies, prefect.yaml entrypoints."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import fabstir
+from fabstir.errors import JobRejected, TransientError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+STEPS = ("claim", "fetch_model", "cache_lookup", "infer", "store_result", "prove", "settle")
+
+
+def test_the_core_never_imports_prefect() -> None:
+    modules = [
+        m.name
+        for m in pkgutil.walk_packages(fabstir.__path__, "fabstir.")
+        if not m.name.endswith("__main__")
+    ]
+    script = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
+        "leaked = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('prefect', 'flows', 'tasks', 'blocks'))\n"
+        "print(leaked); sys.exit(1 if leaked else 0)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_every_step_retries_outages_only(step: str) -> None:
+    task = getattr(importlib.import_module(f"tasks.{step}"), step)
+    assert task.retries >= 1 and task.timeout_seconds
+    condition = task.retry_condition_fn
+
+    class _State:
+        def __init__(self, error: Exception) -> None:
+            self.error = error
+
+        def result(self, raise_on_failure: bool = True) -> Exception:
+            return self.error
+
+    assert condition(task, None, _State(TransientError("rpc down")))
+    assert not condition(task, None, _State(JobRejected("no")))
+    assert not condition(task, None, _State(ValueError("bug")))
+
+
+def test_prefect_yaml_entrypoints_load() -> None:
+    from prefect.flows import load_flow_from_entrypoint
+
+    config = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())
+    assert config["deployments"]
+    for deployment in config["deployments"]:
+        flow = load_flow_from_entrypoint(str(REPO_ROOT / deployment["entrypoint"]))
+        assert flow.name == "inference-job"
