@@ -11,7 +11,7 @@ from fabstir.settings import Settings, load_settings
 T = TypeVar("T")
 
 _clients: dict[tuple[str, str], Any] = {}
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: one client may be built from another
 
 
 def client_once(kind: str, config_json: str, build: Callable[[], T]) -> T:

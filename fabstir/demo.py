@@ -13,9 +13,9 @@ from fabstir.settings import ANVIL_KEYS, Settings
 DEMO_PROMPTS = (
     "What is the capital of France?",
     "Write a haiku about the sea.",
-    "what's the capital city of France",  # a paraphrase of the first: answered from the cache
+    "Tell me the capital of France.",  # a paraphrase of the first: answered from the cache
 )
-DEMO_MAX_TOKENS = 48
+DEMO_MAX_TOKENS = 64
 DEADLINE_S = 3600
 
 
@@ -29,6 +29,9 @@ def use_local_prefect(settings: Settings) -> None:
 def run_demo(settings: Settings, *, as_json: bool) -> int:
     """Run the demo and print one row per job (or one JSON object)."""
     use_local_prefect(settings)
+    # Each demo starts from an empty answer cache, so the paraphrase is the only cache hit.
+    run_dir = settings.home / "demo-runs" / time.strftime("%Y%m%d-%H%M%S")
+    os.environ["FABSTIR_CACHE__URI"] = str(run_dir / "cache")
     if as_json:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from fabstir.chain import ChainClient, Devnet
@@ -97,40 +100,27 @@ def run_demo(settings: Settings, *, as_json: bool) -> int:
 
 
 def print_table(rows: list[dict[str, Any]], settings: Settings) -> None:
+    """Print one two-column table per job, which stays readable in a narrow terminal."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="Fabstir demo: three jobs on a local devnet")
-    for column in (
-        "job",
-        "cache hit",
-        "tokens",
-        "paid to host (wei)",
-        "fee (wei)",
-        "refund (wei)",
-        "settle tx",
-        "proof verified",
-        "result URI",
-        "answer",
-    ):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(
-            str(row["job_id"]),
-            "yes" if row["cache_hit"] else "no",
-            str(row["tokens"]),
-            str(row["paid_to_host"]),
-            str(row["fee"]),
-            str(row["refund"]),
-            row["settle_tx"][:18] + "…",
-            "yes" if row["proof_verified"] else "NO",
-            row["result_uri"],
-            " ".join(row["answer"].split()[:8]),
-        )
     console = Console()
-    console.print(table)
+    for row in rows:
+        table = Table(title=f"job {row['job_id']}", show_header=False, title_justify="left")
+        table.add_column("field", style="bold")
+        table.add_column("value", overflow="fold")
+        table.add_row("cache hit", "yes" if row["cache_hit"] else "no")
+        table.add_row("tokens", str(row["tokens"]))
+        table.add_row("paid to host", f"{row['paid_to_host']} wei")
+        table.add_row("fee", f"{row['fee']} wei")
+        table.add_row("refund", f"{row['refund']} wei")
+        table.add_row("settle tx", row["settle_tx"])
+        table.add_row("proof verified", "yes" if row["proof_verified"] else "NO")
+        table.add_row("result URI", row["result_uri"])
+        table.add_row("answer", " ".join(row["answer"].split()[:12]) + " …")
+        console.print(table)
     console.print(
-        "See the runs in the Prefect UI: "
+        "See these runs in the Prefect UI: "
         f"PREFECT_HOME={os.environ['PREFECT_HOME']} .venv/bin/prefect server start, "
         "then open http://127.0.0.1:4200/runs"
     )

@@ -7,7 +7,8 @@ import threading
 from pathlib import Path
 
 from fabstir.domain import InferenceResult, LocalModel
-from fabstir.errors import DependencyMissing, JobRejected
+from fabstir.errors import JobRejected
+from fabstir.models.llama import load_llama
 from fabstir.settings import EngineSettings
 
 log = logging.getLogger(__name__)
@@ -17,24 +18,19 @@ class LlamaEngine:
     """Generate chat answers from one GGUF file with llama.cpp."""
 
     def __init__(self, model_path: Path, settings: EngineSettings) -> None:
-        try:
-            import llama_cpp
-            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-        except ImportError as exc:
-            raise DependencyMissing(
-                "llama-cpp-python is not installed: run `make test` or scripts/bootstrap.sh"
-            ) from exc
-        self._llama_cpp = llama_cpp
-        self._settings = settings
-        self._llm = llama_cpp.Llama(
-            model_path=str(model_path),
+        self._llm = load_llama(
+            str(model_path),
             n_ctx=settings.n_ctx,
             n_batch=settings.n_batch,
             n_threads=settings.n_threads,
             n_threads_batch=settings.n_threads,
             seed=settings.seed,
-            verbose=False,
         )
+        import llama_cpp
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        self._llama_cpp = llama_cpp
+        self._settings = settings
         template = self._llm.metadata.get("tokenizer.chat_template")
         self._formatter = (
             Jinja2ChatFormatter(

@@ -1,4 +1,4 @@
-"""One Prefect test server for the session, a fresh devnet per test, and a node configured for both."""
+"""One Prefect test server per session, a fresh devnet per test, and a node using both."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The whole flow on real parts: anvil + our contracts, llama.cpp, LanceDB, fsspec, EZKL, Prefect."""
+"""The whole flow on real parts: anvil + contracts, llama.cpp, LanceDB, fsspec, EZKL, Prefect."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def test_a_paraphrase_is_answered_from_the_cache_and_still_billed_and_proven(
     engines = EngineBlock.from_settings(current_settings()).get_client()
     generations = engines.generations
 
-    paraphrase_job = node.post("what's the capital city of France")
+    paraphrase_job = node.post("Tell me the capital of France.")
     before = node.host.balance_of(node.host.address)
     receipt = inference_job(paraphrase_job)
 

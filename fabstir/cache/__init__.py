@@ -1,0 +1,15 @@
+"""Answer cache: MiniLM embeddings (llama.cpp) and a LanceDB table of answers."""
+
+from fabstir.cache.embedder import Embedder
+from fabstir.cache.minilm_gguf import convert_minilm_to_gguf
+from fabstir.cache.prompts import near_miss_reason, normalise_prompt
+from fabstir.cache.semantic import CacheHit, SemanticCache
+
+__all__ = [
+    "CacheHit",
+    "Embedder",
+    "SemanticCache",
+    "convert_minilm_to_gguf",
+    "near_miss_reason",
+    "normalise_prompt",
+]

@@ -1,0 +1,92 @@
+"""The semantic cache with the real MiniLM GGUF and a LanceDB dir, at the default threshold."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fabstir.cache import Embedder, SemanticCache
+from fabstir.settings import CacheSettings
+
+pytestmark = pytest.mark.integration
+
+MODEL = "smollm2-135m-instruct-q4_1"
+PARAMS = json.dumps(
+    {"max_tokens": 64, "seed": 42, "temperature": 0.0, "top_p": 1.0},
+    sort_keys=True,
+    separators=(",", ":"),
+)
+THRESHOLD = CacheSettings().similarity_threshold
+
+
+@pytest.fixture
+def cache(tmp_path: Path, embedder: Embedder) -> SemanticCache:
+    cache = SemanticCache(str(tmp_path / "cache"), embedder, THRESHOLD)
+    cache.store(MODEL, "What is the capital of France?", PARAMS, "Paris.", 2, renter="0xrenter")
+    cache.store(MODEL, "What is 15% of 80?", PARAMS, "12", 1, renter="0xrenter")
+    return cache
+
+
+def _similarity(embedder: Embedder, a: str, b: str) -> float:
+    vectors = embedder.embed([a, b])
+    return float(vectors[0] @ vectors[1])
+
+
+def test_exact_hit(cache: SemanticCache) -> None:
+    hit = cache.lookup(MODEL, "what is the capital of france", PARAMS)
+    assert hit is not None
+    assert (hit.kind, hit.answer_text, hit.completion_tokens) == ("exact", "Paris.", 2)
+
+
+def test_paraphrase_hit(cache: SemanticCache) -> None:
+    hit = cache.lookup(MODEL, "what's the capital city of France", PARAMS)
+    assert hit is not None
+    assert hit.kind == "semantic"
+    assert hit.answer_text == "Paris."
+    assert hit.cached_prompt == "What is the capital of France?"
+    assert THRESHOLD <= hit.similarity < 1.0
+
+
+def test_unrelated_prompt_misses(cache: SemanticCache) -> None:
+    assert cache.lookup(MODEL, "How do I bake sourdough bread at home?", PARAMS) is None
+
+
+def test_number_near_miss_misses(cache: SemanticCache) -> None:
+    assert cache.lookup(MODEL, "What is 15% of 90?", PARAMS) is None
+
+
+def test_same_numbers_reworded_hit(cache: SemanticCache) -> None:
+    hit = cache.lookup(MODEL, "what's 15 percent of 80", PARAMS)
+    assert hit is not None
+    assert (hit.kind, hit.answer_text) == ("semantic", "12")
+
+
+@pytest.mark.parametrize(
+    ("stored", "asked"),
+    [
+        (
+            "How much is a 15 percent tip on a bill of 80 dollars?",
+            "How much is a 15 percent tip on a bill of 90 dollars?",
+        ),
+        ("Should I take ibuprofen with food?", "Should I not take ibuprofen with food?"),
+    ],
+)
+def test_guard_refuses_near_misses_the_embedding_accepts(
+    cache: SemanticCache, embedder: Embedder, stored: str, asked: str
+) -> None:
+    assert _similarity(embedder, stored, asked) >= THRESHOLD
+    cache.store(MODEL, stored, PARAMS, "stored answer", 2, renter="0xrenter")
+    assert cache.lookup(MODEL, asked, PARAMS) is None
+
+
+def test_another_model_misses(cache: SemanticCache) -> None:
+    assert cache.lookup("other-model", "What is the capital of France?", PARAMS) is None
+    assert cache.lookup("other-model", "what's the capital city of France", PARAMS) is None
+
+
+def test_other_params_miss(cache: SemanticCache) -> None:
+    other = PARAMS.replace('"seed":42', '"seed":7')
+    assert cache.lookup(MODEL, "What is the capital of France?", other) is None
+    assert cache.lookup(MODEL, "what's the capital city of France", other) is None

@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fabstir.cache import CacheHit, SemanticCache
+from fabstir.cache.semantic import exact_key, sql_string
+from fabstir.errors import ConfigError
+
+PARAMS = '{"max_tokens":64,"seed":42,"temperature":0.0,"top_p":1.0}'
+MODEL = "smollm2-135m-instruct-q4_1"
+
+
+@pytest.fixture
+def cache(tmp_path: Path, fake_embedder: Any) -> SemanticCache:
+    return SemanticCache(str(tmp_path / "cache"), fake_embedder, similarity_threshold=0.8)
+
+
+def _store(cache: SemanticCache, prompt: str, answer: str, **scope: str) -> None:
+    cache.store(
+        scope.get("model_id", MODEL),
+        prompt,
+        scope.get("params_key", PARAMS),
+        answer,
+        completion_tokens=len(answer.split()),
+        renter="0xrenter",
+    )
+
+
+def test_exact_hit_ignores_case_spacing_and_trailing_punctuation(cache: SemanticCache) -> None:
+    _store(cache, "What is the capital of France?", "Paris.")
+    hit = cache.lookup(MODEL, "  what IS the capital of   france!! ", PARAMS)
+    assert hit == CacheHit(
+        answer_text="Paris.",
+        completion_tokens=1,
+        similarity=1.0,
+        kind="exact",
+        cached_prompt="What is the capital of France?",
+    )
+
+
+def test_semantic_hit_above_threshold(cache: SemanticCache) -> None:
+    _store(cache, "What is the capital of France?", "Paris.")
+    hit = cache.lookup(MODEL, "what is the capital city of France", PARAMS)
+    assert hit is not None
+    assert hit.kind == "semantic"
+    assert 0.8 <= hit.similarity < 1.0
+    assert hit.answer_text == "Paris."
+
+
+def test_empty_cache_misses(cache: SemanticCache) -> None:
+    assert cache.lookup(MODEL, "anything at all", PARAMS) is None
+
+
+def test_unrelated_prompt_misses(cache: SemanticCache) -> None:
+    _store(cache, "What is the capital of France?", "Paris.")
+    assert cache.lookup(MODEL, "How do I bake sourdough bread", PARAMS) is None
+
+
+def test_other_model_misses(cache: SemanticCache) -> None:
+    _store(cache, "What is the capital of France?", "Paris.")
+    assert cache.lookup("other-model", "What is the capital of France?", PARAMS) is None
+    assert cache.lookup("other-model", "what is the capital city of France", PARAMS) is None
+
+
+def test_other_params_miss(cache: SemanticCache) -> None:
+    _store(cache, "What is the capital of France?", "Paris.")
+    other = PARAMS.replace('"seed":42', '"seed":43')
+    assert cache.lookup(MODEL, "What is the capital of France?", other) is None
+    assert cache.lookup(MODEL, "what is the capital city of France", other) is None
+
+
+def test_scopes_hold_separate_answers(cache: SemanticCache) -> None:
+    _store(cache, "Say hi", "hi from a", model_id="model-a")
+    _store(cache, "Say hi", "hi from b", model_id="model-b")
+    assert cache.lookup("model-a", "Say hi", PARAMS).answer_text == "hi from a"  # type: ignore[union-attr]
+    assert cache.lookup("model-b", "Say hi", PARAMS).answer_text == "hi from b"  # type: ignore[union-attr]
+
+
+def test_number_near_miss_is_refused(cache: SemanticCache, fake_embedder: Any) -> None:
+    _store(cache, "please compute 15 percent of 80 now", "12")
+    assert cache.lookup(MODEL, "please compute 15 percent of 90 now", PARAMS) is None
+
+
+def test_guard_skips_a_refused_neighbour_for_the_next_one(
+    cache: SemanticCache, fake_embedder: Any
+) -> None:
+    query = "please compute 15 percent of 90 now"
+    near_miss, paraphrase = "please compute 15 percent of 80 now", "compute 15 percent of 90"
+    vectors = fake_embedder.embed([query, near_miss, paraphrase])
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] >= 0.8
+    _store(cache, near_miss, "12")
+    _store(cache, paraphrase, "13.5")
+    hit = cache.lookup(MODEL, query, PARAMS)
+    assert hit is not None
+    assert (hit.kind, hit.cached_prompt, hit.answer_text) == ("semantic", paraphrase, "13.5")
+
+
+def test_negation_near_miss_is_refused(cache: SemanticCache) -> None:
+    _store(cache, "should I take ibuprofen with food", "Yes.")
+    assert cache.lookup(MODEL, "should I not take ibuprofen with food", PARAMS) is None
+
+
+def test_store_is_idempotent_per_normalised_prompt(cache: SemanticCache) -> None:
+    _store(cache, "What is the capital of France?", "Paris.")
+    _store(cache, "what is the capital of france", "Lyon.")
+    assert cache._table.count_rows() == 1
+    assert cache.lookup(MODEL, "What is the capital of France?", PARAMS).answer_text == "Paris."  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "model_id",
+    ["x' OR '1'='1", "x'; DROP TABLE semantic_cache; --", "a\\' OR 1=1 --", 'quote"d', "ünï'cödé"],
+)
+def test_hostile_model_ids_stay_in_their_scope(cache: SemanticCache, model_id: str) -> None:
+    _store(cache, "What is the capital of France?", "Paris.")
+    assert cache.lookup(model_id, "what is the capital city of France", PARAMS) is None
+    _store(cache, "What is the capital of France?", "Paris, hostile.", model_id=model_id)
+    hit = cache.lookup(model_id, "what is the capital city of France", PARAMS)
+    assert hit is not None and hit.answer_text == "Paris, hostile."
+    assert cache._table.count_rows() == 2
+
+
+def test_sql_string_quotes_and_refuses_nul() -> None:
+    assert sql_string("it's") == "'it''s'"
+    with pytest.raises(ValueError):
+        sql_string("a\x00b")
+
+
+def test_exact_key_depends_on_model_and_params() -> None:
+    base = exact_key(MODEL, "Hi?", PARAMS)
+    assert base == exact_key(MODEL, "  hi ", PARAMS)
+    assert base != exact_key("other", "Hi?", PARAMS)
+    assert base != exact_key(MODEL, "Hi?", "{}")
+
+
+def test_reopening_keeps_entries(tmp_path: Path, fake_embedder: Any) -> None:
+    uri = str(tmp_path / "cache")
+    first = SemanticCache(uri, fake_embedder, similarity_threshold=0.8)
+    _store(first, "What is the capital of France?", "Paris.")
+    again = SemanticCache(uri, fake_embedder, similarity_threshold=0.8)
+    assert again.lookup(MODEL, "What is the capital of France?", PARAMS) is not None
+
+
+def test_table_of_another_dimension_is_a_config_error(tmp_path: Path, fake_embedder: Any) -> None:
+    uri = str(tmp_path / "cache")
+    SemanticCache(uri, fake_embedder, similarity_threshold=0.8)
+    fake_embedder.dimension = 32
+    with pytest.raises(ConfigError):
+        SemanticCache(uri, fake_embedder, similarity_threshold=0.8)
+
+
+@pytest.mark.parametrize("threshold", [0.0, -0.1, 1.5])
+def test_threshold_out_of_range_is_a_config_error(
+    tmp_path: Path, fake_embedder: Any, threshold: float
+) -> None:
+    with pytest.raises(ConfigError):
+        SemanticCache(str(tmp_path / "cache"), fake_embedder, similarity_threshold=threshold)
+
+
+def test_stores_compact_the_table_every_few_writes(
+    cache: SemanticCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("fabstir.cache.semantic._COMPACT_EVERY", 3)
+    for n in range(3):
+        _store(cache, f"question number {n}", "answer")
+    assert cache._table.stats()["fragment_stats"]["num_fragments"] == 1
+    _store(cache, "question number 3", "answer")
+    assert cache._table.stats()["fragment_stats"]["num_fragments"] == 2
