@@ -1,0 +1,11 @@
+"""Subcommands of `fabstir-node`, one module per area.
+
+Each module defines ``register(commands)``, which adds its parsers to the ``argparse`` subparsers and
+sets ``handler=function(settings, args) -> exit code`` on each.
+"""
+
+from fabstir.commands import node
+
+COMMAND_MODULES = (node,)
+
+__all__ = ["COMMAND_MODULES"]
