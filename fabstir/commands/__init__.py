@@ -1,6 +1,6 @@
 """Subcommands of `fabstir-node`, one module per area.
 
-Each module defines ``register(commands)``, which adds its parsers to the ``argparse`` subparsers and
+Each module defines ``register(commands)``: it adds its parsers to the argparse subparsers and
 sets ``handler=function(settings, args) -> exit code`` on each.
 """
 
