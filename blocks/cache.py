@@ -19,6 +19,9 @@ class CacheBlock(Block):
     uri: str = Field(description="LanceDB directory or s3:// URI.")
     embedding_model_path: str
     similarity_threshold: float
+    ttl_s: float
+    max_entries: int
+    index_min_rows: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CacheBlock:
@@ -28,6 +31,9 @@ class CacheBlock(Block):
             uri=str(cache.uri),
             embedding_model_path=str(cache.embedding_model_path),
             similarity_threshold=cache.similarity_threshold,
+            ttl_s=cache.ttl_s,
+            max_entries=cache.max_entries,
+            index_min_rows=cache.index_min_rows,
         )
 
     def get_client(self) -> SemanticCache | None:
@@ -39,4 +45,11 @@ class CacheBlock(Block):
         embedder = client_once(
             "embedder", self.embedding_model_path, lambda: Embedder(Path(self.embedding_model_path))
         )
-        return SemanticCache(self.uri, embedder, self.similarity_threshold)
+        return SemanticCache(
+            self.uri,
+            embedder,
+            self.similarity_threshold,
+            ttl_s=self.ttl_s,
+            max_entries=self.max_entries,
+            index_min_rows=self.index_min_rows,
+        )

@@ -2,11 +2,43 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
 from enum import IntEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+
+
+def chat_prompt(messages: Sequence[Mapping[str, str]]) -> bytes:
+    """Return the prompt document of a chat: canonical JSON of its turns' roles and contents.
+
+    A job's prompt hash is the SHA-256 of this document (or of plain text, a single user turn),
+    so renter and host derive the same bytes from the same messages.
+    """
+    turns = [{"role": message["role"], "content": message["content"]} for message in messages]
+    return json.dumps(
+        {"messages": turns}, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    ).encode()
+
+
+def prompt_messages(prompt: str) -> list[dict[str, str]]:
+    """Return the chat turns of a prompt document: a chat document's, else one user turn."""
+    try:
+        document = json.loads(prompt)
+    except ValueError:
+        document = None
+    if isinstance(document, dict) and set(document) == {"messages"}:
+        turns = document["messages"]
+        if turns and all(
+            isinstance(turn, dict)
+            and set(turn) == {"role", "content"}
+            and all(isinstance(value, str) for value in turn.values())
+            for turn in turns
+        ):
+            return [dict(turn) for turn in turns]
+    return [{"role": "user", "content": prompt}]
 
 
 class JobState(IntEnum):
@@ -17,16 +49,28 @@ class JobState(IntEnum):
     CLAIMED = 2
     SETTLED = 3
     REFUNDED = 4
+    CANCELLED = 5
 
 
 class Job(BaseModel):
-    """A job as recorded on chain. Hashes are 0x-prefixed 32-byte hex strings."""
+    """A job as recorded on chain. Hashes are 0x-prefixed 32-byte hex strings.
+
+    Amounts (``price_per_token_wei``, ``deposit_wei``) are in base units of ``payment_token``:
+    wei for ETH.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     job_id: int
     renter: str
-    host: str = Field(description="Address that claimed the job, or the zero address.")
+    host: str = Field(
+        description="The host named by the renter or that claimed the job; zero for an open job."
+    )
+    payment_token: str = Field(
+        default=ZERO_ADDRESS, description="ERC-20 the job pays in; the zero address means ETH."
+    )
+    fee_bps: int = Field(default=0, description="Protocol fee fixed at claim, basis points.")
+    rated: bool = False
     model_id: str = Field(description="keccak256 of the model's name.")
     prompt_hash: str = Field(description="SHA-256 of the prompt document.")
     prompt_uri: str
@@ -45,12 +89,17 @@ class Job(BaseModel):
 
 
 class Receipt(BaseModel):
-    """The settlement of a job, read back from the chain."""
+    """The settlement of a job, read back from the chain.
+
+    Settlement credits the amounts (in base units of ``payment_token``) in the marketplace; the
+    host, treasury and renter each withdraw theirs later.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     job_id: int
     settle_tx: str
+    payment_token: str = ZERO_ADDRESS
     tokens: int
     paid_to_host_wei: int
     fee_wei: int
@@ -71,6 +120,10 @@ class ClaimedJob(BaseModel):
     receipt: Receipt | None = Field(
         default=None, description="The settlement, when an earlier run already settled the job."
     )
+    claim_started_at: float | None = Field(
+        default=None, description="Unix time the claim step began (for response-time tracking)."
+    )
+    claim_ms: float | None = Field(default=None, description="How long the claim step took.")
 
 
 class LocalModel(BaseModel):
@@ -81,6 +134,9 @@ class LocalModel(BaseModel):
     name: str
     path: str
     sha256: str
+    base: LocalModel | None = Field(
+        default=None, description="For a LoRA adapter: the model it applies to."
+    )
 
 
 class InferenceResult(BaseModel):
@@ -92,6 +148,12 @@ class InferenceResult(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     cache_hit: bool
+    ttft_ms: float | None = Field(
+        default=None, description="Time to first token; None when no token was generated."
+    )
+    decode_tokens_per_s: float | None = Field(
+        default=None, description="Tokens after the first over the time after it."
+    )
 
 
 class StoredResult(BaseModel):

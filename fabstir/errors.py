@@ -11,6 +11,8 @@ FabstirError
 ├── ProofError            a proof could not be made or did not verify
 ├── DependencyMissing     an optional heavy dependency or tool is not installed
 ├── ObjectMissing         storage holds nothing at that key
+├── AccessDenied          the caller may not do this: no, bad or expired credentials
+├── LimitExceeded         too many requests or streams, or too large a request: wait or shrink
 └── ConfigError           settings that cannot work together
 
 Every error carries a stable ``code`` and keyword-only context.
@@ -97,6 +99,18 @@ class DependencyMissing(FabstirError):
     """An optional dependency or external tool is not installed."""
 
     code = "dependency_missing"
+
+
+class AccessDenied(FabstirError):
+    """The caller is not allowed: missing, malformed, expired or someone else's credentials."""
+
+    code = "access_denied"
+
+
+class LimitExceeded(FabstirError):
+    """A rate, size or concurrency limit was hit; ``retry_after_s`` says when to try again."""
+
+    code = "limit_exceeded"
 
 
 class ConfigError(FabstirError):

@@ -7,10 +7,20 @@ sub-model it needs.
 from __future__ import annotations
 
 import importlib.util
+import json
+import socket
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fabstir.errors import ConfigError
@@ -41,6 +51,9 @@ class ModelSpec(BaseModel):
     id: str = Field(description="Model id as named in jobs; its on-chain id is keccak256 of it.")
     uri: str = Field(description="Path or fsspec URL of the GGUF file.")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Expected SHA-256 of the GGUF file.")
+    base: str | None = Field(
+        default=None, description="For a LoRA adapter GGUF: the id of the model it applies to."
+    )
 
 
 def _default_models() -> list[ModelSpec]:
@@ -50,15 +63,94 @@ def _default_models() -> list[ModelSpec]:
     return [ModelSpec(id=DEMO_MODEL_ID, uri=str(path), sha256=DEMO_MODEL_SHA256)]
 
 
-class ChainSettings(BaseModel):
-    rpc_url: str | None = Field(
-        default=None,
-        description="JSON-RPC URL; unset means the RPC of the devnet in deployment_file.",
+class Deployment(BaseModel):
+    """Where our contracts live on one chain: its RPC, chain id and contract addresses."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rpc_url: str = Field(description="JSON-RPC URL of the chain.")
+    chain_id: int = Field(gt=0, description="Chain id the RPC must report.")
+    model_registry: str = Field(description="ModelRegistry address.")
+    node_registry: str = Field(description="NodeRegistry address.")
+    job_marketplace: str = Field(description="JobMarketplace address.")
+    staking_token: str = Field(description="ERC-20 that hosts stake to register.")
+    payment_tokens: dict[str, str] = Field(
+        default_factory=dict, description="ERC-20s accepted for job payment, by symbol."
     )
-    chain_id: int = Field(default=31337, gt=0, description="Chain id the node refuses to mix up.")
+    deploy_block: int = Field(default=0, ge=0, description="First block worth scanning for events.")
+
+    @field_validator("model_registry", "node_registry", "job_marketplace", "staking_token")
+    @classmethod
+    def _checksum(cls, address: str) -> str:
+        return _checksummed(address)
+
+    @field_validator("payment_tokens")
+    @classmethod
+    def _checksum_tokens(cls, tokens: dict[str, str]) -> dict[str, str]:
+        return {symbol: _checksummed(address) for symbol, address in tokens.items()}
+
+    def save(self, path: Path) -> None:
+        """Write this deployment as JSON to ``path``, creating parent directories."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> Deployment:
+        """Read a deployment written by :meth:`save`.
+
+        Raises:
+            ConfigError: the file is missing (``code="deployment_missing"``) or is not a valid
+                deployment (``code="deployment_corrupt"``).
+        """
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError as exc:
+            raise ConfigError(
+                "deployment file not found; start a devnet or deploy the contracts first",
+                code="deployment_missing",
+                path=str(path),
+            ) from exc
+        try:
+            return cls.model_validate(json.loads(text))
+        except (json.JSONDecodeError, ValidationError) as exc:
+            raise ConfigError(
+                f"deployment file is not a valid deployment: {exc}",
+                code="deployment_corrupt",
+                path=str(path),
+            ) from exc
+
+
+def _checksummed(address: str) -> str:
+    from eth_utils import is_address, to_checksum_address
+
+    if not is_address(address):
+        raise ValueError(f"not an address: {address!r}")
+    return str(to_checksum_address(address))
+
+
+DEVNET = "devnet"
+
+
+class ChainSettings(BaseModel):
+    network: str = Field(
+        default=DEVNET,
+        description="Which chain to use: a key of `networks`, or `devnet` (the deployment_file).",
+    )
+    networks: dict[str, Deployment] = Field(
+        default_factory=dict,
+        description="Deployments by network name (JSON): rpc_url, chain_id, contract addresses.",
+    )
+    rpc_url: str | None = Field(
+        default=None, description="Overrides the RPC URL of the chosen network."
+    )
+    chain_id: int | None = Field(
+        default=None,
+        gt=0,
+        description="Chain id the node expects; a network of another chain is refused.",
+    )
     deployment_file: Path | None = Field(
         default=None,
-        description="JSON with rpc_url and contract addresses (default HOME/devnet.json).",
+        description="Deployment JSON of `fabstir-node devnet` (default HOME/devnet.json).",
     )
     host_private_key: SecretStr = Field(
         default=SecretStr(ANVIL_KEYS[1]),
@@ -68,6 +160,50 @@ class ChainSettings(BaseModel):
     receipt_timeout_s: float = Field(
         default=60.0, gt=0, description="Give up waiting for a receipt."
     )
+    max_gas_price_wei: int = Field(
+        default=100 * 10**9, gt=0, description="Never pay more than this per gas (max fee)."
+    )
+    rpc_attempts: int = Field(
+        default=4, ge=1, description="Tries of an RPC request that failed for a transient reason."
+    )
+    rpc_backoff_s: float = Field(
+        default=0.5, ge=0, description="First wait before an RPC retry; doubles each try."
+    )
+    watch_poll_s: float = Field(
+        default=2.0, gt=0, description="How often the job watcher asks for new blocks."
+    )
+    watch_cursor_file: Path | None = Field(
+        default=None,
+        description="Last block the job watcher handled (default HOME/watcher-NETWORK.json).",
+    )
+
+    def deployment(self) -> Deployment:
+        """Return the chosen network's deployment, with ``rpc_url`` applied.
+
+        Raises:
+            ConfigError: the network is unknown, its file is missing or corrupt, or it is on
+                another chain than ``chain_id``.
+        """
+        if self.network in self.networks:
+            deployment = self.networks[self.network]
+        elif self.network == DEVNET and self.deployment_file is not None:
+            deployment = Deployment.load(self.deployment_file)
+        else:
+            raise ConfigError(
+                f"unknown network {self.network!r}; configure it in FABSTIR_CHAIN__NETWORKS",
+                code="unknown_network",
+                known=sorted({DEVNET, *self.networks}),
+            )
+        if self.rpc_url is not None:
+            deployment = deployment.model_copy(update={"rpc_url": self.rpc_url})
+        if self.chain_id is not None and deployment.chain_id != self.chain_id:
+            raise ConfigError(
+                "the network's deployment is on another chain than FABSTIR_CHAIN__CHAIN_ID",
+                code="wrong_chain",
+                expected_chain_id=self.chain_id,
+                deployment_chain_id=deployment.chain_id,
+            )
+        return deployment
 
 
 class StorageSettings(BaseModel):
@@ -75,24 +211,93 @@ class StorageSettings(BaseModel):
         default=None,
         description="fsspec base URL for prompts and results (default file://HOME/storage).",
     )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://\S+$",
+        description="S3 endpoint for s3:// URLs (unset: AWS's own endpoints).",
+    )
+    s3_access_key_id: SecretStr | None = Field(
+        default=None, description="S3 access key id (unset: boto's credential chain)."
+    )
+    s3_secret_access_key: SecretStr | None = Field(
+        default=None, description="S3 secret access key (unset: boto's credential chain)."
+    )
+    attempts: int = Field(
+        default=3, ge=1, le=10, description="Tries per storage call before an outage is raised."
+    )
 
 
 class CacheSettings(BaseModel):
     enabled: bool = Field(default=True, description="Answer repeated prompts from the cache.")
     uri: str | None = Field(default=None, description="LanceDB directory (default HOME/cache).")
     similarity_threshold: float = Field(
-        default=0.86, gt=0, le=1, description="Cosine similarity a semantic hit must reach."
+        default=0.9,
+        gt=0,
+        le=1,
+        description="Cosine similarity a semantic hit must reach (tuned by benchmarks.cache_eval).",
     )
     embedding_model_path: Path | None = Field(
         default=None, description="MiniLM-L6-v2 GGUF (default HOME/models/minilm-l6-v2-f16.gguf)."
     )
+    ttl_s: float = Field(
+        default=7 * 24 * 3600, gt=0, description="Seconds a cached answer may be served."
+    )
+    max_entries: int = Field(
+        default=1_000_000, ge=1, description="Entries kept; the oldest are evicted beyond this."
+    )
+    index_min_rows: int = Field(
+        default=10_000,
+        ge=256,
+        description="Rows from which an ANN (IVF_PQ) index replaces the flat scan.",
+    )
 
 
 class EngineSettings(BaseModel):
-    n_ctx: int = Field(default=2048, ge=64, description="Context window in tokens.")
+    n_ctx: int = Field(default=2048, ge=64, description="Context window in tokens, per request.")
     n_threads: int = Field(default=2, ge=1, description="CPU threads for generation.")
     n_batch: int = Field(default=512, ge=1, description="Prompt tokens evaluated per batch.")
     seed: int = Field(default=42, description="Sampling seed for deterministic jobs.")
+    n_gpu_layers: int = Field(
+        default=0, ge=-1, description="Layers offloaded to the GPU (-1 = all, 0 = CPU only)."
+    )
+    kv_cache_type: Literal["f32", "f16", "bf16", "q8_0", "q4_0"] = Field(
+        default="f16",
+        description="Data type of the KV cache (quantised types enable flash attention).",
+    )
+    use_mmap: bool = Field(default=True, description="Map model files instead of reading them in.")
+    parallel_sequences: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Generations per model decoded together in one batch; more wait in a queue.",
+    )
+    max_queued: int = Field(
+        default=64, ge=0, description="Requests per model that may wait for a free sequence."
+    )
+    memory_budget_bytes: int = Field(
+        default=16 * 2**30,
+        gt=0,
+        description="Model weights plus KV caches kept loaded; idle models unload to make room.",
+    )
+    chat_templates: dict[str, str] = Field(
+        default_factory=dict,
+        description="Jinja chat template per model id, replacing the one in the GGUF metadata.",
+    )
+    placement: dict[str, int] = Field(
+        default_factory=dict,
+        description="GPU index per model id; unlisted models split their layers across all GPUs.",
+    )
+
+
+class ModelStoreSettings(BaseModel):
+    dir: Path | None = Field(
+        default=None, description="Where verified model files are kept (default HOME/models)."
+    )
+    disk_budget_bytes: int = Field(
+        default=100 * 2**30,
+        gt=0,
+        description="Disk the model files may use; least recently used unloaded models go first.",
+    )
 
 
 class HostSettings(BaseModel):
@@ -102,15 +307,194 @@ class HostSettings(BaseModel):
     models: list[ModelSpec] = Field(
         default_factory=_default_models, description="Models this host serves."
     )
+    token_prices: dict[str, int] = Field(
+        default_factory=dict,
+        description="Our price per output token in each accepted ERC-20, by symbol, in base units.",
+    )
+    stake: int | None = Field(
+        default=None,
+        gt=0,
+        description="Staking-token base units to stake at registration (default: the minimum).",
+    )
+    region: str = Field(default="", max_length=32, description="Region code registered on chain.")
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        min_length=1,
+        description="URL renters reach this node's API at, registered on chain.",
+    )
+    metadata_uri: str = Field(default="", description="URI of a metadata document about this host.")
+
+    @field_validator("token_prices")
+    @classmethod
+    def _positive_prices(cls, prices: dict[str, int]) -> dict[str, int]:
+        for symbol, price in prices.items():
+            if price <= 0:
+                raise ValueError(f"price for {symbol} must be > 0")
+        return prices
 
 
 class ProverSettings(BaseModel):
     work_dir: Path | None = Field(
-        default=None, description="Circuit, keys and SRS cache (default HOME/proofs)."
+        default=None, description="Circuit and key cache, and proofs (default HOME/proofs)."
     )
     srs_path: Path | None = Field(
         default=None,
-        description="Ceremony SRS file; unset means a locally generated dev SRS (local stage).",
+        description="Ceremony SRS file; unset means the packaged insecure dev SRS (local stage). "
+        "The marketplace's verifiers must be generated from the same SRS.",
+    )
+    spot_check_rate: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="Fraction of settled jobs the spot-check flow re-runs to compare outputs.",
+    )
+    spot_check_seed: str = Field(
+        default="fabstir",
+        min_length=1,
+        description="Seed of the spot-check sample; the same seed picks the same jobs.",
+    )
+
+
+class MonitoringSettings(BaseModel):
+    sample_interval_s: float = Field(
+        default=15.0, gt=0, description="How often resources are sampled and a heartbeat written."
+    )
+    min_free_memory_bytes: int = Field(
+        default=2 * 2**30,
+        ge=0,
+        description="Stop claiming new jobs when less RAM than this is available.",
+    )
+    min_free_gpu_memory_bytes: int = Field(
+        default=2 * 2**30,
+        ge=0,
+        description="Stop claiming new jobs when every GPU has less free memory than this.",
+    )
+    max_block_lag: int = Field(
+        default=10,
+        ge=0,
+        description="Not ready when the chain RPC or the job watcher is more blocks behind.",
+    )
+    max_block_age_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="Not ready when the chain's latest block is older than this (a stalled RPC).",
+    )
+    heartbeat_file: Path | None = Field(
+        default=None, description="Heartbeat samples for uptime (default HOME/heartbeats.jsonl)."
+    )
+    prefect_api_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://\S+$",
+        description="Prefect API the readiness check probes (default: PREFECT_API_URL, if set).",
+    )
+    min_uptime_ratio: float = Field(
+        default=0.99,
+        ge=0,
+        le=1,
+        description="Alert (event fabstir.node.uptime-low) when 24 h uptime falls below this.",
+    )
+
+
+class OrchestrationSettings(BaseModel):
+    """How this host runs jobs under Prefect: pool, GPUs, polling and crash detection."""
+
+    work_pool: str = Field(
+        default="gpu",
+        pattern=r"^[a-z0-9][a-z0-9-]*$",
+        description="Prefect work pool of the inference-job deployment (one per pool).",
+    )
+    host_name: str = Field(
+        default_factory=socket.gethostname,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="Names this host's GPU concurrency limits and workers (default: hostname).",
+    )
+    gpus: list[int] = Field(
+        default_factory=lambda: [0],
+        min_length=1,
+        description="GPU indices of this host: one work queue, GCL and worker per GPU.",
+    )
+    gpu: int | None = Field(
+        default=None,
+        ge=0,
+        description="GPU this process is pinned to; its infer step holds GCL gpu:N. Unset: none.",
+    )
+    infer_slots_per_gpu: int = Field(
+        default=1, ge=1, description="Jobs that may run their infer step on one GPU at once."
+    )
+    jobs_per_worker: int = Field(
+        default=4, ge=1, description="Flow runs one worker (or `fabstir-node run`) runs at once."
+    )
+    poll_s: float = Field(
+        default=0.5, gt=0, le=60, description="How often workers ask Prefect for new runs."
+    )
+    heartbeat_s: int = Field(
+        default=30,
+        ge=30,
+        le=600,
+        description="Flow-run heartbeat period; a run silent for 3 periods is marked crashed.",
+    )
+    dispatch: Literal["local", "event"] = Field(
+        default="local",
+        description="`fabstir-node run`: run posted jobs in this process (local, fastest) or "
+        "emit a Prefect event that the deployment trigger turns into a worker run (event).",
+    )
+    server_port: int = Field(
+        default=4200,
+        ge=1,
+        le=65535,
+        description="Port of the Prefect server `fabstir-node run` starts when PREFECT_API_URL "
+        "is unset.",
+    )
+    explorer_tx_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://\S*\{tx\}\S*$",
+        description="Block-explorer link for a transaction, with {tx} for its hash.",
+    )
+
+    @field_validator("gpus")
+    @classmethod
+    def _distinct_gpus(cls, gpus: list[int]) -> list[int]:
+        if len(set(gpus)) != len(gpus) or min(gpus) < 0:
+            raise ValueError("GPU indices must be distinct and >= 0")
+        return gpus
+
+    def gpu_limit_name(self, gpu: int) -> str:
+        """Name of the global concurrency limit the infer step holds on ``gpu`` of this host."""
+        return f"gpu:{self.host_name}:{gpu}"
+
+
+class ApiSettings(BaseModel):
+    """The renter API: where it listens and the limits that keep one caller from starving others."""
+
+    host: str = Field(default="127.0.0.1", min_length=1, description="Address the API binds to.")
+    port: int = Field(default=8000, ge=0, le=65535, description="TCP port (0 = any free port).")
+    max_body_bytes: int = Field(
+        default=1 << 20, ge=1024, description="Largest request body accepted (413 beyond)."
+    )
+    rate_per_ip_per_min: int = Field(
+        default=600, ge=1, description="Requests one client address may make per minute (429)."
+    )
+    rate_per_renter_per_min: int = Field(
+        default=120, ge=1, description="Authenticated requests one renter may make per minute."
+    )
+    max_streams: int = Field(
+        default=16, ge=1, description="Answers streamed at once; more get 503 with Retry-After."
+    )
+    first_token_timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Longest wait for a job's first token (claim, model load and prompt included).",
+    )
+    token_timeout_s: float = Field(
+        default=60.0, gt=0, description="Longest silence between two tokens of an answer."
+    )
+    ws_idle_timeout_s: float = Field(
+        default=300.0, gt=0, description="A WebSocket session with no frame this long is closed."
+    )
+    auth_max_ttl_s: int = Field(
+        default=3600,
+        ge=10,
+        description="Latest expiry a signed auth request may name, in seconds from now.",
     )
 
 
@@ -129,8 +513,12 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    models: ModelStoreSettings = Field(default_factory=ModelStoreSettings)
     host: HostSettings = Field(default_factory=HostSettings)
     prover: ProverSettings = Field(default_factory=ProverSettings)
+    orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
     @model_validator(mode="after")
     def _fill_paths_from_home(self) -> Settings:
@@ -144,11 +532,19 @@ class Settings(BaseSettings):
             self.cache.uri = str(home / "cache")
         if self.cache.embedding_model_path is None:
             self.cache.embedding_model_path = home / "models" / "minilm-l6-v2-f16.gguf"
+        if self.models.dir is None:
+            self.models.dir = home / "models"
         if self.prover.work_dir is None:
             self.prover.work_dir = home / "proofs"
-        if self.stage == "real" and (self.chain.rpc_url is None or self.prover.srs_path is None):
+        if self.monitoring.heartbeat_file is None:
+            self.monitoring.heartbeat_file = home / "heartbeats.jsonl"
+        if self.chain.watch_cursor_file is None:
+            self.chain.watch_cursor_file = home / f"watcher-{self.chain.network}.json"
+        chain_configured = self.chain.rpc_url is not None or self.chain.network != DEVNET
+        if self.stage == "real" and (not chain_configured or self.prover.srs_path is None):
             raise ValueError(
-                "the real stage needs FABSTIR_CHAIN__RPC_URL and FABSTIR_PROVER__SRS_PATH"
+                "the real stage needs FABSTIR_CHAIN__RPC_URL (or a FABSTIR_CHAIN__NETWORK) "
+                "and FABSTIR_PROVER__SRS_PATH"
             )
         return self
 

@@ -3,16 +3,23 @@ from __future__ import annotations
 from prefect import flow
 
 from fabstir.domain import Receipt
+from tasks._events import emit_job_failed
 from tasks.cache_lookup import cache_lookup
 from tasks.claim import claim
 from tasks.fetch_model import fetch_model
 from tasks.infer import infer
 from tasks.prove import prove
+from tasks.qa_record import record_quality
 from tasks.settle import settle
 from tasks.store_result import store_result
 
 
-@flow(name="inference-job", flow_run_name="job-{job_id}")
+@flow(
+    name="inference-job",
+    flow_run_name="job-{job_id}",
+    on_failure=[emit_job_failed],
+    on_crashed=[emit_job_failed],
+)
 def inference_job(job_id: int) -> Receipt:
     """Claim, answer, store, prove and settle one job; a settled job returns its receipt."""
     claimed = claim(job_id)
@@ -22,5 +29,7 @@ def inference_job(job_id: int) -> Receipt:
     cached = cache_lookup(model, claimed)
     result = infer(claimed, model, cached)
     stored = store_result(claimed, model, result)
-    proof = prove(claimed, model, stored, result)
-    return settle(claimed, stored, result, proof)
+    proof = prove(claimed, stored, result)
+    receipt = settle(claimed, stored, result, proof)
+    record_quality(claimed, result, receipt)
+    return receipt

@@ -3,7 +3,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from blocks import CacheBlock, current_settings
+from blocks import CacheBlock, StorageBlock, current_settings
 from fabstir import pipeline
 from fabstir.domain import ClaimedJob, InferenceResult, LocalModel
 from tasks._policy import RETRIES, RETRY_DELAYS_S, retry_transient
@@ -19,5 +19,10 @@ from tasks._policy import RETRIES, RETRY_DELAYS_S, retry_transient
     timeout_seconds=60,
 )
 def cache_lookup(model: LocalModel, claimed: ClaimedJob) -> InferenceResult | None:
-    cache = CacheBlock.from_settings(current_settings()).get_client()
-    return pipeline.look_up_cache(cache, model, claimed)
+    settings = current_settings()
+    return pipeline.look_up_cache(
+        CacheBlock.from_settings(settings).get_client(),
+        StorageBlock.from_settings(settings).get_client(),
+        model,
+        claimed,
+    )

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from blocks import ChainBlock, EngineBlock, StorageBlock, current_settings
 from fabstir import pipeline
 from fabstir.domain import ClaimedJob
+from fabstir.monitoring import CapacityGuard
 from tasks._policy import RETRIES, RETRY_DELAYS_S, retry_transient
 
 
@@ -29,4 +32,5 @@ def claim(job_id: int) -> ClaimedJob:
         StorageBlock.from_settings(settings).get_client(),
         job_id,
         engine.price_per_token_wei,
+        capacity=CapacityGuard(settings.monitoring, Path(str(settings.models.dir))),
     )

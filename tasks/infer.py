@@ -1,12 +1,32 @@
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import concurrency
 
 from blocks import CacheBlock, EngineBlock, current_settings
 from fabstir import pipeline
 from fabstir.domain import ClaimedJob, InferenceResult, LocalModel
+from fabstir.settings import OrchestrationSettings
 from tasks._policy import RETRIES, RETRY_DELAYS_S, retry_transient
+
+
+def gpu_slot(
+    orchestration: OrchestrationSettings, generating: bool
+) -> AbstractContextManager[object]:
+    """Hold this GPU's global concurrency slot while generating, so the other steps of other
+    jobs overlap with inference; strict, because a pinned worker without its limit is a
+    misconfiguration (`fabstir-node bootstrap` creates it)."""
+    if orchestration.gpu is None or not generating:
+        return nullcontext()
+    return concurrency(
+        orchestration.gpu_limit_name(orchestration.gpu),
+        occupy=1,
+        strict=True,
+        raise_on_lease_renewal_failure=False,
+    )
 
 
 # The timeout fires between generated tokens; max_tokens bounds the work anyway.
@@ -23,10 +43,11 @@ def infer(
     claimed: ClaimedJob, model: LocalModel, cached: InferenceResult | None
 ) -> InferenceResult:
     settings = current_settings()
-    return pipeline.infer(
-        EngineBlock.from_settings(settings).get_client(),
-        CacheBlock.from_settings(settings).get_client(),
-        model,
-        claimed,
-        cached,
-    )
+    with gpu_slot(settings.orchestration, generating=cached is None):
+        return pipeline.infer(
+            EngineBlock.from_settings(settings).get_client(),
+            CacheBlock.from_settings(settings).get_client(),
+            model,
+            claimed,
+            cached,
+        )

@@ -7,7 +7,7 @@ from prefect.cache_policies import NO_CACHE
 
 from blocks import ProverBlock, current_settings
 from fabstir import pipeline
-from fabstir.domain import ClaimedJob, InferenceResult, LocalModel, ProofBundle, StoredResult
+from fabstir.domain import ClaimedJob, InferenceResult, ProofBundle, StoredResult
 from tasks._policy import RETRIES, RETRY_DELAYS_S, retry_transient
 
 
@@ -20,10 +20,6 @@ from tasks._policy import RETRIES, RETRY_DELAYS_S, retry_transient
     cache_policy=NO_CACHE,
     timeout_seconds=900,
 )
-def prove(
-    claimed: ClaimedJob, model: LocalModel, stored: StoredResult, result: InferenceResult
-) -> ProofBundle:
+def prove(claimed: ClaimedJob, stored: StoredResult, result: InferenceResult) -> ProofBundle:
     block = ProverBlock.from_settings(current_settings())
-    return pipeline.prove_billing(
-        block.get_client(), Path(block.work_dir), claimed, model, stored, result
-    )
+    return pipeline.prove_billing(block.get_client(), Path(block.work_dir), claimed, stored, result)

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 from prefect import task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from blocks import ChainBlock, current_settings
 from fabstir import pipeline
 from fabstir.domain import ClaimedJob, InferenceResult, ProofBundle, Receipt, StoredResult
+from fabstir.summary import job_summary_markdown
 from tasks._policy import RETRIES, RETRY_DELAYS_S, retry_transient
 
 
@@ -21,5 +23,14 @@ from tasks._policy import RETRIES, RETRY_DELAYS_S, retry_transient
 def settle(
     claimed: ClaimedJob, stored: StoredResult, result: InferenceResult, proof: ProofBundle
 ) -> Receipt:
-    chain = ChainBlock.from_settings(current_settings()).get_client()
-    return pipeline.settle_job(chain, claimed, stored, result, proof)
+    settings = current_settings()
+    chain = ChainBlock.from_settings(settings).get_client()
+    receipt = pipeline.settle_job(chain, claimed, stored, result, proof)
+    create_markdown_artifact(
+        job_summary_markdown(
+            claimed, result, proof, receipt, settings.orchestration.explorer_tx_url
+        ),
+        key=f"job-{claimed.job.job_id}",
+        description="What the job ran on, what it cost and where its records are.",
+    )
+    return receipt

@@ -3,12 +3,13 @@
 from fabstir.cache.embedder import Embedder
 from fabstir.cache.minilm_gguf import convert_minilm_to_gguf
 from fabstir.cache.prompts import near_miss_reason, normalise_prompt
-from fabstir.cache.semantic import CacheHit, SemanticCache
+from fabstir.cache.semantic import CacheHit, SemanticCache, answer_reusable
 
 __all__ = [
     "CacheHit",
     "Embedder",
     "SemanticCache",
+    "answer_reusable",
     "convert_minilm_to_gguf",
     "near_miss_reason",
     "normalise_prompt",

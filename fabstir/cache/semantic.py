@@ -1,7 +1,9 @@
 """Answer cache in a LanceDB table: exact prompt hashes first, then nearest embeddings.
 
 Entries are scoped by model id and a params key (the sampling parameters that change the answer),
-so a lookup only ever returns an answer made by the same model with the same parameters.
+so a lookup only ever returns an answer made by the same model with the same parameters. Entries
+expire after a TTL, the oldest are evicted beyond a size bound, and every entry records the renter
+whose job produced it, so erasure can remove them all.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -26,6 +29,21 @@ _CANDIDATES = 4
 # Each store adds a fragment; scans slow down as fragments pile up (300 of them: 40 ms a lookup
 # instead of 9), so the writer compacts the table every this many stores.
 _COMPACT_EVERY = 64
+# IVF_PQ search: partitions probed, and candidates re-scored with exact distances so that the
+# threshold is applied to true cosine similarities, not PQ approximations.
+_NPROBES = 20
+_REFINE_FACTOR = 10
+
+
+def answer_reusable(temperature: float, allow_reuse: bool) -> bool:
+    """Say whether a cached answer may serve (or be stored for) a job sampled at ``temperature``.
+
+    A job sampled with temperature > 0 asks for a fresh draw, so it bypasses the cache unless
+    the renter allowed reuse.
+    """
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    return temperature == 0 or allow_reuse
 
 
 @dataclass(frozen=True)
@@ -55,17 +73,38 @@ def sql_string(value: str) -> str:
 class SemanticCache:
     """Look up and store answers in one LanceDB table, opened once per process."""
 
-    def __init__(self, uri: str, embedder: Embedder, similarity_threshold: float) -> None:
+    def __init__(
+        self,
+        uri: str,
+        embedder: Embedder,
+        similarity_threshold: float,
+        *,
+        ttl_s: float = 7 * 24 * 3600,
+        max_entries: int = 1_000_000,
+        index_min_rows: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         """Open (or create) the cache table in the LanceDB directory ``uri``.
 
         Raises:
-            ConfigError: the threshold is outside (0, 1], or the table holds vectors of another
-                size.
+            ConfigError: the threshold is outside (0, 1], a bound is not positive, or the table
+                holds vectors of another size.
         """
         if not 0 < similarity_threshold <= 1:
             raise ConfigError(
                 "similarity_threshold must be in (0, 1]", threshold=similarity_threshold
             )
+        if ttl_s <= 0 or max_entries < 1 or index_min_rows < 256:
+            raise ConfigError(
+                "cache bounds out of range (ttl_s > 0, max_entries >= 1, index_min_rows >= 256)",
+                ttl_s=ttl_s,
+                max_entries=max_entries,
+                index_min_rows=index_min_rows,
+            )
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self.index_min_rows = index_min_rows
+        self._clock = clock
         import lancedb
         import pyarrow as pa
 
@@ -102,9 +141,10 @@ class SemanticCache:
 
     def lookup(self, model_id: str, prompt: str, params_key: str) -> CacheHit | None:
         """Return the cached answer for this prompt, model and params, or None."""
-        hit = self._lookup_exact(exact_key(model_id, prompt, params_key))
+        fresh = f"created_at >= {self._clock() - self.ttl_s!r}"
+        hit = self._lookup_exact(exact_key(model_id, prompt, params_key), fresh)
         if hit is None:
-            hit = self._lookup_semantic(model_id, prompt, params_key)
+            hit = self._lookup_semantic(model_id, prompt, params_key, fresh)
         log.debug(
             "cache lookup",
             extra={"model_id": model_id, "hit": hit.kind if hit else None},
@@ -129,8 +169,8 @@ class SemanticCache:
             "prompt": prompt,
             "answer_text": answer_text,
             "completion_tokens": int(completion_tokens),
-            "renter": renter,
-            "created_at": time.time(),
+            "renter": renter.lower(),
+            "created_at": self._clock(),
             "vector": vector,
         }
         self._table.merge_insert("key").when_not_matched_insert_all().execute([row])
@@ -139,14 +179,59 @@ class SemanticCache:
             self.compact()
 
     def compact(self) -> None:
-        """Merge the small fragments that single-row stores leave, and drop old versions."""
+        """Drop expired and evicted entries, merge small fragments, and index a large table."""
+        self.expire()
+        self.evict()
         self._table.optimize()
+        self.ensure_index()
         self._stores_since_compaction = 0
 
-    def _lookup_exact(self, key: str) -> CacheHit | None:
+    def expire(self) -> int:
+        """Delete entries older than the TTL; return how many were deleted."""
+        return self._delete(f"created_at < {self._clock() - self.ttl_s!r}")
+
+    def evict(self) -> int:
+        """Delete the oldest entries beyond ``max_entries``; return how many were deleted."""
+        excess = self._table.count_rows() - self.max_entries
+        if excess <= 0:
+            return 0
+        created = self._table.search().select(["created_at"]).limit(None).to_arrow()
+        ages = sorted(created.column("created_at").to_pylist())
+        # Entries stored in the same instant as the cut-off go too: the bound is never exceeded.
+        return self._delete(f"created_at <= {ages[excess - 1]!r}")
+
+    def erase_renter(self, renter: str) -> int:
+        """Delete every entry made from ``renter``'s jobs; return how many were deleted."""
+        return self._delete(f"renter = {sql_string(renter.lower())}")
+
+    def ensure_index(self) -> bool:
+        """Build the ANN index once the table reaches ``index_min_rows``; return if one exists."""
+        if any(index.index_type.upper().startswith("IVF") for index in self._table.list_indices()):
+            return True
+        if self._table.count_rows() < self.index_min_rows:
+            return False
+        from lancedb.index import IvfPq
+
+        started = time.perf_counter()
+        self._table.create_index("vector", config=IvfPq(distance_type="cosine"))
+        log.info(
+            "built cache index",
+            extra={"rows": self._table.count_rows(), "s": round(time.perf_counter() - started, 1)},
+        )
+        return True
+
+    def _delete(self, where: str) -> int:
+        before = self._table.count_rows()
+        self._table.delete(where)
+        deleted = before - self._table.count_rows()
+        if deleted:
+            log.info("cache entries deleted", extra={"entries": deleted})
+        return deleted
+
+    def _lookup_exact(self, key: str, fresh: str) -> CacheHit | None:
         rows = (
             self._table.search()
-            .where(f"key = {sql_string(key)}")
+            .where(f"key = {sql_string(key)} AND {fresh}")
             .select(["prompt", "answer_text", "completion_tokens"])
             .limit(1)
             .to_list()
@@ -155,12 +240,19 @@ class SemanticCache:
             return None
         return _hit(rows[0], similarity=1.0, kind="exact")
 
-    def _lookup_semantic(self, model_id: str, prompt: str, params_key: str) -> CacheHit | None:
+    def _lookup_semantic(
+        self, model_id: str, prompt: str, params_key: str, fresh: str
+    ) -> CacheHit | None:
         vector = self.embedder.embed([prompt])[0]
-        scope = f"model_id = {sql_string(model_id)} AND params_key = {sql_string(params_key)}"
+        scope = (
+            f"model_id = {sql_string(model_id)} AND params_key = {sql_string(params_key)}"
+            f" AND {fresh}"
+        )
         rows = (
             self._table.search(vector)
             .distance_type("cosine")
+            .nprobes(_NPROBES)
+            .refine_factor(_REFINE_FACTOR)
             .where(scope, prefilter=True)
             .select(["prompt", "answer_text", "completion_tokens", "_distance"])
             .limit(_CANDIDATES)

@@ -15,7 +15,7 @@ from eth_utils.abi import abi_to_signature, get_abi_input_types
 
 from fabstir.errors import ChainError, ContractRevert
 
-CONTRACT_NAMES = ("NodeRegistry", "JobMarketplace")
+CONTRACT_NAMES = ("ERC20Token", "ModelRegistry", "NodeRegistry", "JobMarketplace")
 
 
 @dataclass(frozen=True)

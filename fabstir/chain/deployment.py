@@ -1,90 +1,86 @@
-"""Where our contracts live on a chain: deploying them, and the JSON file that records it."""
+"""Deploying our contracts from the committed artifacts; the record of where they live."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from collections.abc import Mapping
+from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from web3 import Web3
 
 from fabstir.chain.contracts import load_artifact
-from fabstir.chain.transactions import TransactionSender, connect, translate_errors
-from fabstir.errors import ConfigError
+from fabstir.chain.transactions import TransactionSender, TxPolicy, connect, with_retries
+from fabstir.proofs.circuit import BATCH_CAPACITIES
+from fabstir.settings import Deployment
+
+__all__ = ["Deployment", "MarketTerms", "deploy_contracts", "deploy_token"]
 
 
-class Deployment(BaseModel):
-    """Addresses and parameters of one deployment of NodeRegistry + JobMarketplace."""
+@dataclass(frozen=True)
+class MarketTerms:
+    """The owner's settings a deployment starts with (all changeable later by the owner)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    rpc_url: str = Field(description="JSON-RPC URL the contracts were deployed through.")
-    chain_id: int = Field(gt=0)
-    node_registry: str
-    job_marketplace: str
-    treasury: str = Field(description="Receives the protocol fee.")
-    fee_bps: int = Field(ge=0, le=10_000, description="Protocol fee, basis points of the payment.")
-    deploy_block: int = Field(default=0, ge=0, description="First block worth scanning for events.")
-
-    @field_validator("node_registry", "job_marketplace", "treasury")
-    @classmethod
-    def _checksum(cls, address: str) -> str:
-        if not Web3.is_address(address):
-            raise ValueError(f"not an address: {address!r}")
-        return Web3.to_checksum_address(address)
-
-    def save(self, path: Path) -> None:
-        """Write this deployment as JSON to ``path``, creating parent directories."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
-
-    @classmethod
-    def load(cls, path: Path) -> Deployment:
-        """Read a deployment written by :meth:`save`.
-
-        Raises:
-            ConfigError: the file is missing (``code="deployment_missing"``) or is not a valid
-                deployment (``code="deployment_corrupt"``).
-        """
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError as exc:
-            raise ConfigError(
-                "deployment file not found; start a devnet or deploy the contracts first",
-                code="deployment_missing",
-                path=str(path),
-            ) from exc
-        try:
-            return cls.model_validate(json.loads(text))
-        except (json.JSONDecodeError, ValidationError) as exc:
-            raise ConfigError(
-                f"deployment file is not a valid deployment: {exc}",
-                code="deployment_corrupt",
-                path=str(path),
-            ) from exc
+    treasury: str
+    fee_bps: int = 250
+    min_stake: int = 100 * 10**18
+    unstake_cooldown_s: int = 3600
 
 
-def deploy_contracts(rpc_url: str, deployer_key: str, treasury: str, fee_bps: int) -> Deployment:
-    """Deploy NodeRegistry and JobMarketplace from the committed artifacts.
+def deploy_token(rpc_url: str, deployer_key: str, name: str, symbol: str, decimals: int) -> str:
+    """Deploy our ERC20Token (the deployer may mint); return its address.
 
     Raises:
-        ContractRevert: the marketplace constructor refused its arguments (e.g. ``FeeTooHigh``).
-        ChainError: a deployment transaction failed.
+        ChainError: the deployment transaction failed.
         TransientError: the node could not be reached.
     """
     w3 = connect(rpc_url)
-    sender = TransactionSender(w3, deployer_key)
-    with translate_errors(rpc_url=rpc_url):
-        chain_id = w3.eth.chain_id
-    registry, deploy_block = _deploy(w3, sender, "NodeRegistry")
-    marketplace, _ = _deploy(w3, sender, "JobMarketplace", registry, treasury, fee_bps)
+    address, _ = _deploy(
+        w3, TransactionSender(w3, deployer_key, TxPolicy()), "ERC20Token", name, symbol, decimals
+    )
+    return address
+
+
+def deploy_contracts(
+    rpc_url: str,
+    deployer_key: str,
+    terms: MarketTerms,
+    *,
+    staking_token: str,
+    payment_tokens: Mapping[str, str],
+) -> Deployment:
+    """Deploy ModelRegistry, NodeRegistry, JobMarketplace and one billing verifier per circuit
+    capacity (``BillingVerifier<capacity>``), and accept ``payment_tokens``.
+
+    The deployer becomes the owner of the marketplace and the registries. The verifiers are the
+    committed ones, made with the development SRS; see docs/proofs.md for production.
+
+    Raises:
+        ContractRevert: a constructor refused its arguments (e.g. ``FeeTooHigh``).
+        ChainError: a deployment transaction failed.
+        TransientError: the node could not be reached.
+    """
+    policy = TxPolicy()
+    w3 = connect(rpc_url)
+    sender = TransactionSender(w3, deployer_key, policy)
+    chain_id = with_retries(policy, lambda: w3.eth.chain_id, rpc_url=rpc_url)
+    models, deploy_block = _deploy(w3, sender, "ModelRegistry")
+    nodes, _ = _deploy(
+        w3, sender, "NodeRegistry", staking_token, models, terms.min_stake, terms.unstake_cooldown_s
+    )
+    market, _ = _deploy(w3, sender, "JobMarketplace", nodes, terms.treasury, terms.fee_bps)
+    marketplace = w3.eth.contract(address=market, abi=load_artifact("JobMarketplace").abi)
+    for token in payment_tokens.values():
+        sender.send(marketplace.functions.setTokenAccepted(token, True), token=token)
+    for capacity in BATCH_CAPACITIES:
+        verifier, _ = _deploy(w3, sender, f"BillingVerifier{capacity}")
+        sender.send(marketplace.functions.setVerifier(capacity, verifier), capacity=capacity)
     return Deployment(
         rpc_url=rpc_url,
         chain_id=chain_id,
-        node_registry=registry,
-        job_marketplace=marketplace,
-        treasury=treasury,
-        fee_bps=fee_bps,
+        model_registry=models,
+        node_registry=nodes,
+        job_marketplace=market,
+        staking_token=staking_token,
+        payment_tokens=dict(payment_tokens),
         deploy_block=deploy_block,
     )
 

@@ -16,14 +16,23 @@ from types import TracebackType
 
 from eth_account import Account
 
-from fabstir.chain.deployment import Deployment, deploy_contracts
+from fabstir.chain.client import ChainClient
+from fabstir.chain.deployment import Deployment, MarketTerms, deploy_contracts, deploy_token
 from fabstir.chain.transactions import connect
 from fabstir.errors import ChainError, DependencyMissing, TransientError
-from fabstir.settings import ANVIL_KEYS
+from fabstir.settings import ANVIL_KEYS, ModelSpec
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FEE_BPS = 250
+STAKING_SYMBOL = "FAB"
+STABLE_SYMBOL = "USDC"
+STABLE_DECIMALS = 6
+DEFAULT_MIN_STAKE = 100 * 10**18
+DEFAULT_COOLDOWN_S = 3600
+# What every anvil account in ANVIL_KEYS receives: enough to stake and to pay many jobs.
+FUNDED_STAKE = 10_000 * 10**18
+FUNDED_STABLE = 1_000_000 * 10**STABLE_DECIMALS
 _ANVIL_PACKAGES = {
     ("Linux", "x86_64"): "anvil-linux-amd64",
     ("Linux", "aarch64"): "anvil-linux-arm64",
@@ -77,7 +86,11 @@ def _terminate(process: subprocess.Popen[bytes], timeout_s: float) -> None:
 
 
 class Devnet:
-    """Run anvil on ``127.0.0.1`` with a free port and deploy NodeRegistry + JobMarketplace on it.
+    """Run anvil on ``127.0.0.1`` with a free port and deploy our contracts and test tokens on it.
+
+    Deploys a staking token (FAB) and a stable-coin (USDC, 6 decimals) that the marketplace
+    accepts, funds every account of ``ANVIL_KEYS`` with both, and adds ``models`` to the model
+    registry. The deployer (``ANVIL_KEYS[0]``) owns everything.
 
     Use as a context manager (``with Devnet() as deployment: ...``) or call :meth:`start` and
     :meth:`stop`. The anvil process is also stopped when this object is collected or the
@@ -91,6 +104,9 @@ class Devnet:
         deployer_key: str = ANVIL_KEYS[0],
         treasury: str | None = None,
         fee_bps: int = DEFAULT_FEE_BPS,
+        min_stake: int = DEFAULT_MIN_STAKE,
+        unstake_cooldown_s: int = DEFAULT_COOLDOWN_S,
+        models: Sequence[ModelSpec] = (),
         anvil_args: Sequence[str] = (),
         startup_timeout_s: float = 30.0,
         stop_timeout_s: float = 10.0,
@@ -98,7 +114,13 @@ class Devnet:
         self._deployment_file = deployment_file
         self._deployer_key = deployer_key
         self._treasury = treasury or str(Account.from_key(ANVIL_KEYS[3]).address)
-        self._fee_bps = fee_bps
+        self._terms = MarketTerms(
+            treasury=self._treasury,
+            fee_bps=fee_bps,
+            min_stake=min_stake,
+            unstake_cooldown_s=unstake_cooldown_s,
+        )
+        self._models = tuple(models)
         self._anvil_args = tuple(anvil_args)
         self._startup_timeout_s = startup_timeout_s
         self._stop_timeout_s = stop_timeout_s
@@ -140,9 +162,7 @@ class Devnet:
         try:
             rpc_url = self._wait_until_listening(log_path)
             self._wait_until_answering(rpc_url)
-            deployment = deploy_contracts(
-                rpc_url, self._deployer_key, self._treasury, self._fee_bps
-            )
+            deployment = self._deploy(rpc_url)
         except BaseException:
             self.stop()
             raise
@@ -150,6 +170,30 @@ class Devnet:
             deployment.save(self._deployment_file)
         self._deployment = deployment
         log.info("devnet started", extra={"rpc_url": rpc_url, "pid": self._process.pid})
+        return deployment
+
+    def owner(self) -> ChainClient:
+        """A client signing as the deployer, which owns the contracts and mints the tokens."""
+        return ChainClient(self.deployment, self._deployer_key)
+
+    def _deploy(self, rpc_url: str) -> Deployment:
+        key = self._deployer_key
+        staking = deploy_token(rpc_url, key, "Fabstir Stake", STAKING_SYMBOL, 18)
+        stable = deploy_token(rpc_url, key, "Test USD", STABLE_SYMBOL, STABLE_DECIMALS)
+        deployment = deploy_contracts(
+            rpc_url,
+            key,
+            self._terms,
+            staking_token=staking,
+            payment_tokens={STABLE_SYMBOL: stable},
+        )
+        owner = ChainClient(deployment, key)
+        for account_key in ANVIL_KEYS:
+            account = Account.from_key(account_key).address
+            owner.mint(staking, account, FUNDED_STAKE)
+            owner.mint(stable, account, FUNDED_STABLE)
+        for spec in self._models:
+            owner.add_model(spec.id, spec.sha256, spec.uri)
         return deployment
 
     def stop(self) -> None:

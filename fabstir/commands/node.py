@@ -29,7 +29,9 @@ def run_devnet(settings: Settings, args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    with Devnet(deployment_file=settings.chain.deployment_file) as deployment:
+    with Devnet(
+        deployment_file=settings.chain.deployment_file, models=settings.host.models
+    ) as deployment:
         announcement = {
             "rpc_url": deployment.rpc_url,
             "deployment_file": str(settings.chain.deployment_file),

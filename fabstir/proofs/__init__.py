@@ -1,6 +1,15 @@
-"""EZKL proofs that bind a job's billing statement and its billed-amount arithmetic."""
+"""EZKL proofs of jobs' billing statements, checked on chain before payment."""
 
-from fabstir.proofs.circuit import BillingStatement
-from fabstir.proofs.prover import BillingProver
+from fabstir.proofs.circuit import BATCH_CAPACITIES, BillingStatement
+from fabstir.proofs.delivery import VerifiedDelivery, verify_delivery
+from fabstir.proofs.prover import BillingProver, capacity_of, read_proof_bytes
 
-__all__ = ["BillingProver", "BillingStatement"]
+__all__ = [
+    "BATCH_CAPACITIES",
+    "BillingProver",
+    "BillingStatement",
+    "VerifiedDelivery",
+    "capacity_of",
+    "read_proof_bytes",
+    "verify_delivery",
+]

@@ -1,20 +1,23 @@
-"""Build and cache the billing circuit's EZKL artifacts: SRS, settings, compiled circuit, keys.
+"""Build and cache the billing circuits' EZKL artifacts: settings, compiled circuit, keys.
 
-``work_dir/circuits/<CIRCUIT_VERSION>-<key>/`` holds the ONNX graph, settings, compiled circuit and
-keys; ``key`` hashes the graph, the run arguments, the EZKL version and the SRS bytes, so a change
-to any of them builds a new directory instead of reusing stale keys. A directory is built under a
-temporary name and renamed into place, so concurrent processes never see half a cache: the first
-rename wins and the others discard their copy. The dev SRS is created the same way (``os.link``
-never replaces), so racing processes all end up on one SRS.
+``work_dir/circuits/<CIRCUIT_VERSION>-<capacity>-<key>/`` holds one circuit's ONNX graph,
+settings, compiled circuit and keys; ``key`` hashes the graph, the run arguments, the EZKL version
+and the SRS bytes, so a change to any of them builds a new directory instead of reusing stale
+keys. A directory is built under a temporary name and renamed into place, so concurrent processes
+never see half a cache: the first rename wins and the others discard their copy.
+
+The SRS: without ``srs_path`` the development SRS packaged in ``fabstir/proofs/srs/`` is used. It
+was made once by ``ezkl.gen_srs`` (``contracts/tools/generate_verifiers.py``) and is committed
+because the committed verifier contracts embed keys derived from it; ``gen_srs`` is random, so a
+fresh one would not match them. It is insecure: whoever made it could forge proofs. Production
+passes a ceremony SRS file and deploys verifiers generated from it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -26,15 +29,17 @@ from types import ModuleType
 from typing import Any
 
 from fabstir.errors import DependencyMissing, ProofError
-from fabstir.proofs.circuit import CIRCUIT_VERSION, build_billing_model
+from fabstir.proofs.circuit import BATCH_CAPACITIES, CIRCUIT_VERSION, build_billing_model
 
 log = logging.getLogger(__name__)
 
-CIRCUIT_LOGROWS = 12
-"""2**12 rows; the Poseidon commitment of the 60 input limbs uses about 2,460 of them."""
+CIRCUIT_LOGROWS = 8
+"""2**8 rows; the 16-statement circuit uses 168 of them (the 1- and 4-statement ones fewer)."""
+
+DEV_SRS_PATH = Path(__file__).parent / "srs" / f"dev-kzg{CIRCUIT_LOGROWS}.srs"
 
 RUN_ARGS: dict[str, Any] = {
-    "input_visibility": "hashed",
+    "input_visibility": "public",
     "output_visibility": "public",
     "param_visibility": "fixed",
     "input_scale": 0,
@@ -74,6 +79,7 @@ class CircuitArtifacts:
 
     directory: Path
     srs_path: Path
+    capacity: int
 
     @property
     def model_path(self) -> Path:
@@ -107,18 +113,23 @@ class CircuitArtifacts:
         return [path.name for path in paths if not path.is_file()]
 
 
-def load_or_build_artifacts(work_dir: Path, srs_path: Path | None) -> CircuitArtifacts:
-    """Return the cached circuit artifacts for this SRS, building them on first use.
+def load_or_build_artifacts(
+    work_dir: Path, srs_path: Path | None, capacity: int
+) -> CircuitArtifacts:
+    """Return the cached artifacts of the ``capacity``-statement circuit; build them on first use.
 
-    ``srs_path`` None means a development SRS generated once under ``work_dir/srs``.
+    ``srs_path`` None means the packaged development SRS (``DEV_SRS_PATH``).
 
     Raises:
+        ValueError: ``capacity`` is not one of ``BATCH_CAPACITIES``.
         ProofError: the SRS file is missing, the cache is incomplete, or EZKL failed.
         DependencyMissing: ezkl or onnx is not installed.
     """
+    if capacity not in BATCH_CAPACITIES:
+        raise ValueError(f"capacity must be one of {BATCH_CAPACITIES}, got {capacity}")
     ezkl = import_ezkl()
-    srs_path = _resolve_srs(ezkl, work_dir, srs_path)
-    model_bytes = build_billing_model().SerializeToString(deterministic=True)
+    srs_path = _resolve_srs(srs_path)
+    model_bytes = build_billing_model(capacity).SerializeToString(deterministic=True)
     cache_key = hashlib.sha256()
     for part in (
         CIRCUIT_VERSION,
@@ -128,8 +139,9 @@ def load_or_build_artifacts(work_dir: Path, srs_path: Path | None) -> CircuitArt
     ):
         cache_key.update(part.encode() + b"\0")
     cache_key.update(model_bytes)
-    directory = work_dir / "circuits" / f"{CIRCUIT_VERSION}-{cache_key.hexdigest()[:16]}"
-    artifacts = CircuitArtifacts(directory=directory, srs_path=srs_path)
+    name = f"{CIRCUIT_VERSION}-{capacity}-{cache_key.hexdigest()[:16]}"
+    directory = work_dir / "circuits" / name
+    artifacts = CircuitArtifacts(directory=directory, srs_path=srs_path, capacity=capacity)
     if directory.exists():
         log.debug("billing circuit cache hit", extra={"circuit_dir": str(directory)})
     else:
@@ -153,6 +165,7 @@ def _build_circuit(ezkl: ModuleType, model_bytes: bytes, artifacts: CircuitArtif
             tempfile.mkdtemp(prefix=f".{artifacts.directory.name}-", dir=artifacts.directory.parent)
         ),
         srs_path=artifacts.srs_path,
+        capacity=artifacts.capacity,
     )
     try:
         building.model_path.write_bytes(model_bytes)
@@ -199,38 +212,16 @@ def _build_circuit(ezkl: ModuleType, model_bytes: bytes, artifacts: CircuitArtif
     )
 
 
-def _resolve_srs(ezkl: ModuleType, work_dir: Path, srs_path: Path | None) -> Path:
+def _resolve_srs(srs_path: Path | None) -> Path:
     if srs_path is None:
-        return _dev_srs(ezkl, work_dir)
+        log.warning(
+            "using the packaged INSECURE development SRS: dev and tests only",
+            extra={"srs_path": str(DEV_SRS_PATH)},
+        )
+        srs_path = DEV_SRS_PATH
     if not srs_path.is_file():
         raise ProofError("SRS file not found", code="srs_missing", srs_path=str(srs_path))
     return srs_path
-
-
-def _dev_srs(ezkl: ModuleType, work_dir: Path) -> Path:
-    """Return the development SRS in ``work_dir``, generating it on first use."""
-    dev_srs_path = work_dir / "srs" / f"dev-kzg{CIRCUIT_LOGROWS}.srs"
-    if not dev_srs_path.exists():
-        dev_srs_path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(
-            prefix=f".{dev_srs_path.name}-", dir=dev_srs_path.parent
-        )
-        os.close(descriptor)
-        try:
-            with translate_ezkl_errors("gen_srs"):
-                ezkl.gen_srs(temporary, CIRCUIT_LOGROWS)
-            os.chmod(temporary, 0o644)  # mkstemp makes 0600
-            # link() never replaces, so if another process won the race everyone uses its SRS.
-            with contextlib.suppress(FileExistsError):
-                os.link(temporary, dev_srs_path)
-        finally:
-            Path(temporary).unlink(missing_ok=True)
-    log.warning(
-        "using an INSECURE development SRS made by ezkl.gen_srs: whoever made it can forge "
-        "proofs; dev and tests only",
-        extra={"srs_path": str(dev_srs_path)},
-    )
-    return dev_srs_path
 
 
 def _file_sha256(path: Path) -> str:

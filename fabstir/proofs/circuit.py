@@ -1,76 +1,65 @@
-"""Encode a job's billing statement as 16-bit limbs and build the ONNX graph EZKL proves.
+"""A job's billing statement, the public instances that bind it, and the graph EZKL proves.
 
-EZKL quantises every input to a fixed-point field element, and its ONNX front end reads inputs as
-float32, which is exact only below 2**24. So every statement field is an unsigned integer split
-into 16-bit limbs, least significant limb first (a hash is first read as a 256-bit big-endian
-integer), and the graph runs at input/param scale 0: each limb is the exact integer it encodes.
+A circuit has a fixed ``capacity`` (1, 4 or 16 statements, ``BATCH_CAPACITIES``): a batch of ``n``
+jobs is proved by the smallest circuit that holds it, its unused slots all zero. Each slot takes
+five public inputs and gives three public outputs, all exact integers (scale 0):
 
-The graph takes one input, ``statement`` (shape [1, 60], layout in ``STATEMENT_LAYOUT``), and
-returns one output, ``billing_public`` (shape [1, 11]):
+- ``binding``: the top 248 bits of ``keccak256(abi.encode(jobId, modelId, promptHash,
+  resultHash))`` (see ``binding_digest``), which JobMarketplace computes itself from the job
+  record and the submitted result hash;
+- ``tokens``: the billed token count;
+- ``price_limbs``: the job's price per token split into three 86-bit limbs, least significant
+  first (86 * 3 >= 256, so any uint256 price);
+- outputs ``amount_terms[k] = tokens * price_limbs[k]``, so the billed amount is
+  ``sum(amount_terms[k] << 86 * k)`` (``amount_wei_from_terms``).
 
-- ``job_id`` limbs (4), copied;
-- ``tokens`` = ``tokens[0] + 2**16 * tokens[1]`` (the billed token count, one element);
-- ``amount_terms[i] = tokens * price_limb[i]`` (6 elements, each below 2**48), so that
-  ``amount_wei = sum(amount_terms[i] << (16 * i))`` exactly (see ``amount_wei_from_terms``).
-
-The terms are left unnormalised (no carries) because EZKL has no exact integer division; the sum
-is exact because each term is an exact field element far below the field modulus.
+EZKL orders instances as all inputs, row by row, then all outputs, row by row;
+``batch_instances`` returns exactly that, and the contract builds the same array. Values stay
+below 2**118 (tokens < 2**32), inside EZKL's 128-bit integer witness and far below the field.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from eth_abi import encode
+from eth_utils import keccak
 
 from fabstir.errors import DependencyMissing
 
 if TYPE_CHECKING:
     import onnx
 
-CIRCUIT_VERSION = "billing-statement-v1"
+CIRCUIT_VERSION = "billing-batch-v2"
 """Bump when the layout or graph changes (the prover's cache key also hashes the graph)."""
 
-LIMB_BITS = 16
-LIMB_BASE = 1 << LIMB_BITS
+BATCH_CAPACITIES = (1, 4, 16)
+"""Statements per circuit; each capacity has its own keys and its own verifier contract."""
 
-STATEMENT_LAYOUT: tuple[tuple[str, int], ...] = (
-    ("job_id", 4),
-    ("model_sha256", 16),
-    ("prompt_hash", 16),
-    ("result_hash", 16),
-    ("tokens", 2),
-    ("price_per_token_wei", 6),
-)
-"""Statement fields in input order, each with its number of 16-bit limbs (bit width / 16)."""
+PRICE_LIMB_BITS = 86
+PRICE_LIMB_COUNT = 3
+INPUTS_PER_STATEMENT = 2 + PRICE_LIMB_COUNT
+OUTPUTS_PER_STATEMENT = PRICE_LIMB_COUNT
+INSTANCES_PER_STATEMENT = INPUTS_PER_STATEMENT + OUTPUTS_PER_STATEMENT
+MAX_TOKENS = 2**32 - 1
+BINDING_SHIFT_BITS = 8
+"""``binding`` drops keccak's low 8 bits so it is below the BN254 scalar field."""
 
-STATEMENT_LIMB_COUNT = sum(limb_count for _, limb_count in STATEMENT_LAYOUT)
-PUBLIC_OUTPUT_COUNT = 4 + 1 + 6
-
-_LIMB_COUNTS = dict(STATEMENT_LAYOUT)
-_HASH_FIELDS = ("model_sha256", "prompt_hash", "result_hash")
-_INT_FIELDS = ("job_id", "tokens", "price_per_token_wei")
 _HASH_PATTERN = re.compile(r"0x[0-9a-f]{64}")
-
-
-def _limb_offsets() -> dict[str, int]:
-    offsets: dict[str, int] = {}
-    position = 0
-    for name, limb_count in STATEMENT_LAYOUT:
-        offsets[name] = position
-        position += limb_count
-    return offsets
-
-
-_LIMB_OFFSETS = _limb_offsets()
+_HASH_FIELDS = ("model_id", "prompt_hash", "result_hash")
 
 
 @dataclass(frozen=True)
 class BillingStatement:
-    """What a host bills for one job: which job, model, prompt and result, and for how much.
+    """What a host bills for one job: the job, its model and prompt, the result, the token count
+    and the price.
 
-    Hashes are ``0x`` + 64 hex digits and are stored lower-case. Integer bounds follow the limb
-    layout: ``0 <= job_id < 2**64``, ``0 <= tokens < 2**32``, ``0 < price_per_token_wei < 2**96``.
+    ``model_id`` and ``prompt_hash`` are the job's on-chain values, ``result_hash`` the SHA-256 of
+    the stored result record (what ``submitResult`` records). Hashes are ``0x`` + 64 hex digits,
+    stored lower-case.
 
     Raises:
         ValueError: a value is out of range or a hash is not 32 bytes of hex.
@@ -78,22 +67,24 @@ class BillingStatement:
     """
 
     job_id: int
-    model_sha256: str
+    model_id: str
     prompt_hash: str
     result_hash: str
     tokens: int
     price_per_token_wei: int
 
     def __post_init__(self) -> None:
-        for name in _INT_FIELDS:
+        bounds = {
+            "job_id": (1, 2**256),
+            "tokens": (0, MAX_TOKENS + 1),
+            "price_per_token_wei": (1, 2**256),
+        }
+        for name, (lower, upper) in bounds.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-            upper = 1 << (LIMB_BITS * _LIMB_COUNTS[name])
-            if not 0 <= value < upper:
-                raise ValueError(f"{name} must be in [0, 2**{LIMB_BITS * _LIMB_COUNTS[name]})")
-        if self.price_per_token_wei == 0:
-            raise ValueError("price_per_token_wei must be positive")
+            if not lower <= value < upper:
+                raise ValueError(f"{name} must be in [{lower}, {upper}), got {value}")
         for name in _HASH_FIELDS:
             value = getattr(self, name)
             if not isinstance(value, str) or not _HASH_PATTERN.fullmatch(value.lower()):
@@ -103,84 +94,86 @@ class BillingStatement:
 
     @property
     def amount_wei(self) -> int:
-        """Return the billed amount, tokens times price per token, in wei."""
+        """Return the billed amount, tokens times price per token, in base units of the token."""
         return self.tokens * self.price_per_token_wei
 
 
-def split_into_limbs(value: int, limb_count: int) -> list[int]:
-    """Split a non-negative integer into ``limb_count`` 16-bit limbs, least significant first.
-
-    Raises:
-        ValueError: the value is negative or needs more than ``limb_count`` limbs.
-    """
-    if not 0 <= value < 1 << (LIMB_BITS * limb_count):
-        raise ValueError(f"{value} does not fit in {limb_count} limbs of {LIMB_BITS} bits")
-    return [(value >> (LIMB_BITS * index)) & (LIMB_BASE - 1) for index in range(limb_count)]
-
-
-def join_limbs(limbs: list[int]) -> int:
-    """Join 16-bit limbs, least significant first, back into the integer they encode.
-
-    Raises:
-        ValueError: a limb is outside [0, 2**16).
-    """
-    value = 0
-    for index, limb in enumerate(limbs):
-        if not 0 <= limb < LIMB_BASE:
-            raise ValueError(f"limb {index} = {limb} is outside [0, 2**{LIMB_BITS})")
-        value |= limb << (LIMB_BITS * index)
-    return value
-
-
-def encode_statement(statement: BillingStatement) -> list[int]:
-    """Encode a statement as the circuit's input: ``STATEMENT_LIMB_COUNT`` limbs in layout order."""
-    limbs: list[int] = []
-    for name, limb_count in STATEMENT_LAYOUT:
-        value = getattr(statement, name)
-        number = int(value, 16) if name in _HASH_FIELDS else value
-        limbs.extend(split_into_limbs(number, limb_count))
-    return limbs
-
-
-def decode_statement(limbs: list[int]) -> BillingStatement:
-    """Decode the circuit input produced by ``encode_statement``.
-
-    Raises:
-        ValueError: wrong number of limbs, a limb out of range, or a decoded value out of range.
-    """
-    if len(limbs) != STATEMENT_LIMB_COUNT:
-        raise ValueError(f"expected {STATEMENT_LIMB_COUNT} limbs, got {len(limbs)}")
-    fields: dict[str, int | str] = {}
-    for name, limb_count in STATEMENT_LAYOUT:
-        start = _LIMB_OFFSETS[name]
-        number = join_limbs(limbs[start : start + limb_count])
-        fields[name] = f"0x{number:064x}" if name in _HASH_FIELDS else number
-    return BillingStatement(**fields)  # type: ignore[arg-type]
-
-
-def public_outputs(statement: BillingStatement) -> list[int]:
-    """Return the circuit's outputs for a statement: job id limbs, tokens, amount terms."""
-    price_limbs = split_into_limbs(
-        statement.price_per_token_wei, _LIMB_COUNTS["price_per_token_wei"]
+def binding_digest(statement: BillingStatement) -> int:
+    """Return the ``binding`` input: ``keccak256(abi.encode(jobId, modelId, promptHash,
+    resultHash)) >> 8``, as JobMarketplace computes it."""
+    encoded = encode(
+        ["uint256", "bytes32", "bytes32", "bytes32"],
+        [
+            statement.job_id,
+            bytes.fromhex(statement.model_id[2:]),
+            bytes.fromhex(statement.prompt_hash[2:]),
+            bytes.fromhex(statement.result_hash[2:]),
+        ],
     )
-    return [
-        *split_into_limbs(statement.job_id, _LIMB_COUNTS["job_id"]),
-        statement.tokens,
-        *(statement.tokens * limb for limb in price_limbs),
-    ]
+    return int.from_bytes(keccak(encoded), "big") >> BINDING_SHIFT_BITS
 
 
-def amount_wei_from_terms(amount_terms: list[int]) -> int:
-    """Return the amount in wei encoded by the circuit's unnormalised amount terms."""
-    return sum(term << (LIMB_BITS * index) for index, term in enumerate(amount_terms))
+def price_limbs(price_per_token_wei: int) -> list[int]:
+    """Split a price into three 86-bit limbs, least significant first."""
+    mask = (1 << PRICE_LIMB_BITS) - 1
+    return [(price_per_token_wei >> (PRICE_LIMB_BITS * k)) & mask for k in range(PRICE_LIMB_COUNT)]
 
 
-def build_billing_model() -> onnx.ModelProto:
-    """Build the billing-statement ONNX graph (opset 13, IR 8) described in the module docstring.
+def amount_wei_from_terms(amount_terms: Sequence[int]) -> int:
+    """Return the amount encoded by a slot's amount terms: ``sum(term << 86 * k)``."""
+    return sum(term << (PRICE_LIMB_BITS * k) for k, term in enumerate(amount_terms))
+
+
+def capacity_for(count: int) -> int:
+    """Return the smallest circuit capacity that holds ``count`` statements.
 
     Raises:
+        ValueError: ``count`` is below 1 or above the largest capacity.
+    """
+    for capacity in BATCH_CAPACITIES:
+        if 1 <= count <= capacity:
+            return capacity
+    raise ValueError(f"a batch holds 1 to {BATCH_CAPACITIES[-1]} statements, got {count}")
+
+
+def circuit_inputs(statements: Sequence[BillingStatement], capacity: int) -> list[int]:
+    """Return the circuit's input for ``statements`` padded to ``capacity`` (row-major).
+
+    Raises:
+        ValueError: ``capacity`` is not a circuit capacity or is too small for the statements.
+    """
+    if capacity not in BATCH_CAPACITIES or not 1 <= len(statements) <= capacity:
+        raise ValueError(f"{len(statements)} statements do not fit a circuit of {capacity}")
+    rows = [[binding_digest(s), s.tokens, *price_limbs(s.price_per_token_wei)] for s in statements]
+    rows += [[0] * INPUTS_PER_STATEMENT] * (capacity - len(statements))
+    return [value for row in rows for value in row]
+
+
+def batch_instances(statements: Sequence[BillingStatement], capacity: int) -> list[int]:
+    """Return every public instance a proof of ``statements`` must carry, in EZKL's order.
+
+    Raises:
+        ValueError: the statements do not fit ``capacity``.
+    """
+    inputs = circuit_inputs(statements, capacity)
+    outputs: list[int] = []
+    for slot in range(capacity):
+        row = inputs[slot * INPUTS_PER_STATEMENT : (slot + 1) * INPUTS_PER_STATEMENT]
+        tokens, limbs = row[1], row[2:]
+        outputs.extend(tokens * limb for limb in limbs)
+    return inputs + outputs
+
+
+def build_billing_model(capacity: int) -> onnx.ModelProto:
+    """Build the ONNX graph (opset 13, IR 8) for ``capacity`` statements: input ``statements``
+    [capacity, 5], output ``amount_terms`` [capacity, 3] = tokens column times price limbs.
+
+    Raises:
+        ValueError: ``capacity`` is not one of ``BATCH_CAPACITIES``.
         DependencyMissing: onnx is not installed.
     """
+    if capacity not in BATCH_CAPACITIES:
+        raise ValueError(f"capacity must be one of {BATCH_CAPACITIES}, got {capacity}")
     try:
         import numpy as np
         import onnx
@@ -188,40 +181,36 @@ def build_billing_model() -> onnx.ModelProto:
     except ImportError as exc:
         raise DependencyMissing("onnx is not installed: pip install 'onnx>=1.17,<2'") from exc
 
-    def limb_slice(name: str, output: str) -> onnx.NodeProto:
-        start = _LIMB_OFFSETS[name]
-        bounds = [(f"{output}_start", start), (f"{output}_end", start + _LIMB_COUNTS[name])]
-        initializers.extend(
-            numpy_helper.from_array(np.array([bound], dtype=np.int64), bound_name)
-            for bound_name, bound in bounds
-        )
-        return helper.make_node(
-            "Slice", ["statement", bounds[0][0], bounds[1][0], "limb_axis"], [output]
-        )
-
+    bounds = {
+        "column_axis": 1,
+        "tokens_start": 1,
+        "limbs_start": 2,
+        "row_end": 2 + PRICE_LIMB_COUNT,
+    }
     initializers = [
-        numpy_helper.from_array(np.array([1], dtype=np.int64), "limb_axis"),
-        numpy_helper.from_array(
-            np.array([[1.0], [float(LIMB_BASE)]], dtype=np.float32), "limb_weights"
-        ),
+        numpy_helper.from_array(np.array([value], dtype=np.int64), name)
+        for name, value in bounds.items()
     ]
     nodes = [
-        limb_slice("job_id", "job_id_limbs"),
-        limb_slice("tokens", "token_limbs"),
-        limb_slice("price_per_token_wei", "price_limbs"),
-        helper.make_node("MatMul", ["token_limbs", "limb_weights"], ["tokens"]),
-        helper.make_node("Mul", ["tokens", "price_limbs"], ["amount_terms"]),
         helper.make_node(
-            "Concat", ["job_id_limbs", "tokens", "amount_terms"], ["billing_public"], axis=1
+            "Slice", ["statements", "tokens_start", "limbs_start", "column_axis"], ["tokens"]
         ),
+        helper.make_node(
+            "Slice", ["statements", "limbs_start", "row_end", "column_axis"], ["price_limbs"]
+        ),
+        helper.make_node("Mul", ["tokens", "price_limbs"], ["amount_terms"]),
     ]
     graph = helper.make_graph(
         nodes,
-        CIRCUIT_VERSION,
-        [helper.make_tensor_value_info("statement", TensorProto.FLOAT, [1, STATEMENT_LIMB_COUNT])],
+        f"{CIRCUIT_VERSION}-{capacity}",
         [
             helper.make_tensor_value_info(
-                "billing_public", TensorProto.FLOAT, [1, PUBLIC_OUTPUT_COUNT]
+                "statements", TensorProto.FLOAT, [capacity, INPUTS_PER_STATEMENT]
+            )
+        ],
+        [
+            helper.make_tensor_value_info(
+                "amount_terms", TensorProto.FLOAT, [capacity, OUTPUTS_PER_STATEMENT]
             )
         ],
         initializer=initializers,

@@ -1,36 +1,25 @@
-"""Prove and verify a job's billing statement with EZKL (KZG over BN254).
+"""Prove and verify billing statements with EZKL (KZG over BN254), one job or a batch at once.
 
-What a proof establishes: the prover knew a 60-limb statement (job id, model SHA-256, prompt
-hash, result hash, token count, price per token; layout in ``circuit.STATEMENT_LAYOUT``) whose
-Poseidon hash is public instance 0, and the public outputs were computed from that same
-statement: the job id limbs, the token count, and amount terms with
-``sum(term_i << 16*i) == tokens * price_per_token_wei``. ``verify`` recomputes every instance
-from the expected statement (Poseidon via ``ezkl.poseidon_hash``, outputs as Python integers) and
-requires an exact match, so a valid proof for another job, model, prompt, result, token count or
-price is rejected.
+What a valid proof establishes (docs/proofs.md says it in full): for each statement slot of the
+circuit, the public ``amount_terms`` are ``tokens * price_limb`` for the public ``tokens`` and
+price limbs, and the proof was made for exactly this vector of public instances: each slot's
+``binding`` (keccak of chain, marketplace, job, model id, prompt hash and result hash), token
+count and price. The contract computes every instance itself from the job record and the host's
+submitted result hash and token count, so a proof made for another job, result, token count or
+price does not verify. It does NOT establish that the model was run, that the result answers the
+prompt, or that the token count is what the model produced: a host that proves a false count is
+caught only by the re-execution spot checks (``fabstir.spotcheck``).
 
-What it does NOT establish: that the model was run, that the result is the model's output for
-the prompt, or that the token count is what the model produced. It binds the host to a billing
-claim; inference correctness is checked separately by deterministic re-execution spot checks.
-The dev SRS made by ``ezkl.gen_srs`` is insecure (whoever made it can forge proofs): production
-must pass a ceremony SRS file as ``srs_path``.
-
-Visibility: the statement input is ``hashed`` (public instance = its Poseidon commitment, so the
-hashes stay out of calldata yet are bound), the output is ``public`` (what a contract reads), and
-parameters are ``fixed``. Scales are 0 and limbs are 16-bit, so every value is an exact integer.
-Range checks on inputs/outputs are off: they would only bound values the verifier already
-compares exactly, and the amount terms (< 2**48) exceed EZKL's default decomposition range.
-``logrows`` is 12 (the Poseidon chip uses about 2,400 rows), set by hand because
-``calibrate_settings`` is slow and picks a larger circuit.
-
-Public instances, as uint256 words in order: commitment, job_id limbs 0..3, tokens, amount terms
-0..5.
+The inputs are ``public`` (the contract must compare them; a ``hashed`` Poseidon commitment is
+neither checkable by the contract nor small enough: its verifier exceeds 24,576 bytes), outputs
+``public``, parameters ``fixed``, scales 0, so every value is an exact integer. Range checks on
+inputs/outputs are off: the verifier compares every one of them exactly.
 
 A proof file holds exactly ``{"instances": [[...]], "proof": [...]}``: EZKL's proof JSON without
-its unchecked informational fields (``ezkl.verify`` and ``ezkl.encode_evm_calldata`` accept it),
-so changing any byte changes what is verified. ``verify`` returns False for every proof that it
-or EZKL's verifier rejects, malformed or tampered files included; it raises ``ProofError`` only
-when it cannot check at all (the proof file cannot be read, or setup failed).
+its unchecked informational fields (``ezkl.verify`` and ``ezkl.encode_evm_calldata`` accept it);
+``proof`` is the byte string the EVM verifier takes. ``verify_batch`` returns False for every
+proof that it or EZKL's verifier rejects, malformed or tampered files included; it raises
+``ProofError`` only when it cannot check at all (the proof file cannot be read, or setup failed).
 """
 
 from __future__ import annotations
@@ -41,6 +30,7 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +43,14 @@ from fabstir.proofs.artifacts import (
     load_or_build_artifacts,
     translate_ezkl_errors,
 )
-from fabstir.proofs.circuit import BillingStatement, encode_statement, public_outputs
+from fabstir.proofs.circuit import (
+    BATCH_CAPACITIES,
+    INSTANCES_PER_STATEMENT,
+    BillingStatement,
+    batch_instances,
+    capacity_for,
+    circuit_inputs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -126,46 +123,59 @@ def _proof_from_document(document: Any) -> _ProofFile | None:
 class BillingProver:
     """Make and check EZKL proofs of billing statements, with keys cached in ``work_dir``.
 
-    ``srs_path`` None means a development SRS generated once in ``work_dir`` (insecure, logged as
-    such). The cache layout and its race safety are described in ``fabstir.proofs.artifacts``.
+    ``srs_path`` None means the packaged development SRS (insecure; see
+    ``fabstir.proofs.artifacts``). Keys are built per circuit capacity on first use.
     """
 
     def __init__(self, work_dir: Path, srs_path: Path | None = None) -> None:
         self._work_dir = Path(work_dir)
         self._srs_path = Path(srs_path) if srs_path is not None else None
-        self._artifacts: CircuitArtifacts | None = None
+        self._artifacts: dict[int, CircuitArtifacts] = {}
 
-    @property
-    def circuit_dir(self) -> Path:
-        """Return the cache directory of the circuit and its keys, running setup if needed."""
-        return self._ensure_setup().directory
+    def circuit_dir(self, capacity: int) -> Path:
+        """Return the cache directory of one circuit and its keys, running setup if needed."""
+        return self._ensure_setup(capacity).directory
 
-    def setup(self) -> None:
-        """Build the circuit and its proving/verifying keys once per circuit version and SRS.
+    def setup(self, capacities: Sequence[int] = BATCH_CAPACITIES) -> None:
+        """Build the circuits and their proving/verifying keys once per circuit version and SRS.
 
         Raises:
-            ProofError: the SRS file is missing, or EZKL failed to build the circuit or keys.
+            ValueError: a capacity is not one of ``BATCH_CAPACITIES``.
+            ProofError: the SRS file is missing, or EZKL failed to build a circuit or its keys.
             DependencyMissing: ezkl or onnx is not installed.
         """
-        self._ensure_setup()
+        for capacity in capacities:
+            self._ensure_setup(capacity)
 
     def prove(self, statement: BillingStatement, proof_path: Path) -> ProofBundle:
-        """Prove a billing statement, write the proof to ``proof_path`` and verify it.
+        """Prove one job's billing statement (the 1-statement circuit); see ``prove_batch``."""
+        return self.prove_batch([statement], proof_path)
+
+    def prove_batch(self, statements: Sequence[BillingStatement], proof_path: Path) -> ProofBundle:
+        """Prove statements with the smallest circuit that holds them, write the proof to
+        ``proof_path`` and verify it.
 
         Raises:
+            ValueError: no statements, more than the largest capacity, or a job id twice.
             ProofError: EZKL failed to make the witness or the proof.
             DependencyMissing: ezkl or onnx is not installed.
         """
-        artifacts = self._ensure_setup()
+        job_ids = [statement.job_id for statement in statements]
+        if len(set(job_ids)) != len(job_ids):
+            raise ValueError(f"a batch must bill each job once, got job ids {job_ids}")
+        capacity = capacity_for(len(statements))
+        artifacts = self._ensure_setup(capacity)
         ezkl = import_ezkl()
         proof_path = Path(proof_path)
-        context = {"job_id": statement.job_id}
+        context = {"job_ids": job_ids, "capacity": capacity}
         started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix=".prove-", dir=self._work_dir) as scratch:
             input_path = Path(scratch) / "input.json"
             witness_path = Path(scratch) / "witness.json"
             ezkl_proof_path = Path(scratch) / "proof.json"
-            input_path.write_text(json.dumps({"input_data": [encode_statement(statement)]}))
+            # Field elements, not floats: a binding digest has 248 bits.
+            felts = [_felt_hex(value) for value in circuit_inputs(statements, capacity)]
+            input_path.write_text(json.dumps({"input_data": [felts]}))
             with translate_ezkl_errors("gen_witness", **context):
                 ezkl.gen_witness(str(input_path), str(artifacts.compiled_path), str(witness_path))
             with translate_ezkl_errors("prove", **context):
@@ -185,10 +195,9 @@ class BillingProver:
             )
         _write_atomically(proof_path, proof_file.to_json_bytes())
         prove_s = time.perf_counter() - started
-        verified = self.verify(proof_path, statement)
-        log_level = logging.INFO if verified else logging.ERROR
+        verified = self.verify_batch(proof_path, statements)
         log.log(
-            log_level,
+            logging.INFO if verified else logging.ERROR,
             "billing proof written",
             extra={
                 **context,
@@ -204,16 +213,19 @@ class BillingProver:
         )
 
     def verify(self, proof_path: Path, statement: BillingStatement) -> bool:
-        """Return True only if EZKL accepts the proof and its public instances are the statement's.
+        """Return True only if the proof is valid for exactly this one statement."""
+        return self.verify_batch(proof_path, [statement])
+
+    def verify_batch(self, proof_path: Path, statements: Sequence[BillingStatement]) -> bool:
+        """Return True only if EZKL accepts the proof and its public instances are exactly those
+        of ``statements`` in the smallest circuit that holds them.
 
         Raises:
             ProofError: the proof file cannot be read, or setup failed.
             DependencyMissing: ezkl or onnx is not installed.
         """
-        artifacts = self._ensure_setup()
-        ezkl = import_ezkl()
         proof_path = Path(proof_path)
-        context = {"job_id": statement.job_id, "proof_path": str(proof_path)}
+        context = {"job_ids": [s.job_id for s in statements], "proof_path": str(proof_path)}
         try:
             data = proof_path.read_bytes()
         except OSError as exc:
@@ -224,11 +236,45 @@ class BillingProver:
         if proof_file is None:
             log.info("billing proof rejected: malformed proof file", extra=context)
             return False
-        if proof_file.instances != self._expected_felts(statement):
+        return self._accepts(proof_file, statements, capacity_for(len(statements)), context)
+
+    def verify_proof_bytes(
+        self, proof: bytes, statements: Sequence[BillingStatement], capacity: int
+    ) -> bool:
+        """Return True only if ``proof`` (the bytes a host submitted on chain) is valid for
+        ``statements`` in the ``capacity``-statement circuit.
+
+        Raises:
+            ValueError: the statements do not fit ``capacity``.
+            ProofError: setup failed.
+        """
+        instances = [_felt_hex(value) for value in batch_instances(statements, capacity)]
+        proof_file = _ProofFile(instances=instances, proof=list(proof))
+        context = {"job_ids": [s.job_id for s in statements], "capacity": capacity}
+        return bool(proof) and self._accepts(proof_file, statements, capacity, context)
+
+    def expected_public_instances(
+        self, statements: Sequence[BillingStatement], capacity: int | None = None
+    ) -> list[str]:
+        """Return the public instances a proof of ``statements`` must carry, as 0x uint256 hex."""
+        capacity = capacity_for(len(statements)) if capacity is None else capacity
+        return [f"0x{value:064x}" for value in batch_instances(statements, capacity)]
+
+    def _accepts(
+        self,
+        proof_file: _ProofFile,
+        statements: Sequence[BillingStatement],
+        capacity: int,
+        context: dict[str, Any],
+    ) -> bool:
+        expected = [_felt_hex(value) for value in batch_instances(statements, capacity)]
+        if proof_file.instances != expected:
             log.info(
-                "billing proof rejected: public instances are not the statement's", extra=context
+                "billing proof rejected: public instances are not the statements'", extra=context
             )
             return False
+        artifacts = self._ensure_setup(capacity)
+        ezkl = import_ezkl()
         # Verify the bytes checked above, not the file again, which could change in between.
         with tempfile.TemporaryDirectory(prefix=".verify-", dir=self._work_dir) as scratch:
             checked_path = Path(scratch) / "proof.json"
@@ -249,25 +295,41 @@ class BillingProver:
                 return False
         return bool(accepted)
 
-    def expected_public_instances(self, statement: BillingStatement) -> list[str]:
-        """Return the public instances a proof of ``statement`` must carry, as 0x uint256 hex."""
-        return [_uint256_hex(felt) for felt in self._expected_felts(statement)]
-
-    def _expected_felts(self, statement: BillingStatement) -> list[str]:
-        ezkl = import_ezkl()
-        statement_felts = [_felt_hex(limb) for limb in encode_statement(statement)]
-        with translate_ezkl_errors("poseidon_hash", job_id=statement.job_id):
-            commitment = ezkl.poseidon_hash(statement_felts)
-        if len(commitment) != 1:
-            raise ProofError(
-                "unexpected Poseidon output length",
-                code="ezkl_failed",
-                job_id=statement.job_id,
-                length=len(commitment),
+    def _ensure_setup(self, capacity: int) -> CircuitArtifacts:
+        if capacity not in self._artifacts:
+            self._work_dir.mkdir(parents=True, exist_ok=True)
+            self._artifacts[capacity] = load_or_build_artifacts(
+                self._work_dir, self._srs_path, capacity
             )
-        return [commitment[0], *(_felt_hex(value) for value in public_outputs(statement))]
+        return self._artifacts[capacity]
 
-    def _ensure_setup(self) -> CircuitArtifacts:
-        if self._artifacts is None:
-            self._artifacts = load_or_build_artifacts(self._work_dir, self._srs_path)
-        return self._artifacts
+
+def read_proof_bytes(proof_path: Path) -> bytes:
+    """Return the proof bytes of a proof file, as the EVM verifier takes them.
+
+    Raises:
+        ProofError: the file cannot be read or is not a proof file (``code="proof_unreadable"``).
+    """
+    try:
+        proof_file = _parse_proof_file(Path(proof_path).read_bytes())
+    except OSError as exc:
+        raise ProofError(
+            "proof file cannot be read", code="proof_unreadable", proof_path=str(proof_path)
+        ) from exc
+    if proof_file is None:
+        raise ProofError(
+            "not a billing proof file", code="proof_unreadable", proof_path=str(proof_path)
+        )
+    return bytes(proof_file.proof)
+
+
+def capacity_of(proof: ProofBundle) -> int:
+    """Return the circuit capacity a proof was made with (from its number of instances).
+
+    Raises:
+        ValueError: the instance count matches no circuit.
+    """
+    capacity, remainder = divmod(len(proof.public_instances), INSTANCES_PER_STATEMENT)
+    if remainder or capacity not in BATCH_CAPACITIES:
+        raise ValueError(f"{len(proof.public_instances)} instances match no billing circuit")
+    return capacity

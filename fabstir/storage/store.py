@@ -1,28 +1,62 @@
-"""One object store over fsspec: ``file://`` by default, ``s3://`` via s3fs, ``memory://``."""
+"""One object store over fsspec: file:// by default, s3:// via s3fs, memory:// in tests."""
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any, TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from fabstir.errors import ObjectMissing, TransientError
+from fabstir.settings import StorageSettings
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
+# Local writes go to a hidden sibling first and are renamed into place; listings skip them.
+_TEMPORARY_MARKER = ".tmp-"
+_RETRY_DELAY_S = 0.2
+
+
+def storage_options(settings: StorageSettings, url: str) -> dict[str, Any]:
+    """Return the fsspec options that ``url`` needs: S3 endpoint and credentials for s3://."""
+    if not url.startswith("s3://"):
+        return {}
+    options: dict[str, Any] = {"use_listings_cache": False}
+    if settings.s3_endpoint_url:
+        options["endpoint_url"] = settings.s3_endpoint_url
+    if settings.s3_access_key_id and settings.s3_secret_access_key:
+        options["key"] = settings.s3_access_key_id.get_secret_value()
+        options["secret"] = settings.s3_secret_access_key.get_secret_value()
+    return options
+
+
+def open_store(settings: StorageSettings, url: str | None = None) -> ObjectStore:
+    """Open the store at ``url`` (default: ``settings.url``) with the settings' S3 options."""
+    url = url or settings.url
+    if not url:
+        raise ValueError("no storage URL configured")
+    return ObjectStore(url, attempts=settings.attempts, **storage_options(settings, url))
+
 
 class ObjectStore:
-    """Read and write whole objects under one base URL; writes are atomic."""
+    """Read and write whole objects under one base URL; writes are atomic, outages retried."""
 
-    def __init__(self, base_url: str, **storage_options: Any) -> None:
+    def __init__(self, base_url: str, *, attempts: int = 3, **storage_options: Any) -> None:
+        if attempts < 1:
+            raise ValueError(f"attempts must be at least 1, got {attempts}")
         self.base_url = base_url.rstrip("/")
+        self.attempts = attempts
         self._fs, self._base_path = fsspec.url_to_fs(self.base_url, **storage_options)
-        if isinstance(self._fs, LocalFileSystem):
+        self._base_path = self._base_path.rstrip("/")
+        self._local = isinstance(self._fs, LocalFileSystem)
+        if self._local:
             self._fs.makedirs(self._base_path, exist_ok=True)
 
     def uri_for(self, key: str) -> str:
@@ -40,18 +74,13 @@ class ObjectStore:
         return uri[len(prefix) :]
 
     def put(self, key: str, data: bytes) -> str:
-        """Write ``data`` at ``key`` so no reader ever sees a partial object; return its URI."""
+        """Write ``data`` at ``key`` so no reader ever sees a partial object; return its URI.
+
+        Raises:
+            TransientError: the backend stayed unreachable for every attempt.
+        """
         path = self._path(key)
-        with _storage_errors(key):
-            if isinstance(self._fs, LocalFileSystem):
-                parent = path.rsplit("/", 1)[0]
-                self._fs.makedirs(parent, exist_ok=True)
-                temporary = f"{path}.tmp-{uuid.uuid4().hex}"
-                self._fs.pipe_file(temporary, data)
-                self._fs.mv(temporary, path)
-            else:
-                # One PUT is atomic on object stores: readers see the old object or the new one.
-                self._fs.pipe_file(path, data)
+        self._retrying(key, lambda: self._write(path, data))
         return self.uri_for(key)
 
     def get(self, key: str) -> bytes:
@@ -59,17 +88,63 @@ class ObjectStore:
 
         Raises:
             ObjectMissing: nothing is stored at ``key``.
-            TransientError: the backend could not be reached.
+            TransientError: the backend stayed unreachable for every attempt.
         """
-        with _storage_errors(key):
-            try:
-                return self._fs.cat_file(self._path(key))
-            except FileNotFoundError as exc:
-                raise ObjectMissing("no object at key", key=key, store=self.base_url) from exc
+        path = self._path(key)
+        try:
+            return self._retrying(key, lambda: self._fs.cat_file(path))
+        except FileNotFoundError as exc:
+            raise ObjectMissing("no object at key", key=key, store=self.base_url) from exc
 
     def exists(self, key: str) -> bool:
-        with _storage_errors(key):
-            return bool(self._fs.exists(self._path(key)))
+        path = self._path(key)
+        return bool(self._retrying(key, lambda: self._fs.exists(path)))
+
+    def delete(self, key: str) -> None:
+        """Delete the object at ``key``; deleting a missing object is a no-op (as on S3)."""
+        path = self._path(key)
+        with suppress(FileNotFoundError):
+            self._retrying(key, lambda: self._fs.rm_file(path))
+
+    def list(self, prefix: str = "") -> list[str]:
+        """Return the keys under ``prefix`` (a folder-like key prefix, "" for all), sorted."""
+        root = self._path(prefix.strip("/")) if prefix.strip("/") else self._base_path
+        try:
+            paths = self._retrying(prefix, lambda: self._fs.find(root))
+        except FileNotFoundError:
+            return []
+        base = self._base_path + "/"
+        keys = (path[len(base) :] for path in paths if path.startswith(base))
+        return sorted(key for key in keys if _TEMPORARY_MARKER not in key.rsplit("/", 1)[-1])
+
+    def _write(self, path: str, data: bytes) -> None:
+        if not self._local:
+            # One PUT is atomic on object stores: readers see the old object or the new one.
+            self._fs.pipe_file(path, data)
+            return
+        parent = path.rsplit("/", 1)[0]
+        self._fs.makedirs(parent, exist_ok=True)
+        temporary = f"{path}{_TEMPORARY_MARKER}{uuid.uuid4().hex}"
+        try:
+            self._fs.pipe_file(temporary, data)
+            self._fs.mv(temporary, path)
+        except BaseException:
+            if self._fs.exists(temporary):
+                self._fs.rm_file(temporary)
+            raise
+
+    def _retrying(self, key: str, call: Callable[[], T]) -> T:
+        """Run ``call``, retrying backend outages; missing objects and bad keys are not retried."""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                with _storage_errors(key):
+                    return call()
+            except TransientError:
+                if attempt == self.attempts:
+                    raise
+                log.warning("storage call failed, retrying", extra={"attempt": attempt})
+                time.sleep(_RETRY_DELAY_S * attempt)
+        raise AssertionError("unreachable")
 
     def _path(self, key: str) -> str:
         if not key or key.startswith("/") or ".." in key.split("/"):
@@ -82,7 +157,8 @@ def _storage_errors(key: str) -> Iterator[None]:
     """Translate backend outages (not missing objects or bad keys) into TransientError."""
     try:
         yield
-    except (FileNotFoundError, ObjectMissing, ValueError):
+    # A refused credential is a configuration problem: retrying it only delays the message.
+    except (FileNotFoundError, PermissionError, ObjectMissing, ValueError):
         raise
     except (OSError, ConnectionError, TimeoutError) as exc:
         raise TransientError("storage unavailable", key=key) from exc

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,11 +10,12 @@ from pathlib import Path
 import pytest
 from web3 import HTTPProvider, Web3
 
-from fabstir.chain import ChainClient, Deployment, Devnet, load_artifact
+from fabstir.chain import ETH, ChainClient, Deployment, Devnet, Offer, load_artifact
 from fabstir.settings import ANVIL_KEYS, ModelSpec
 from fabstir.storage import ObjectStore, put_content
 
 PRICE_PER_TOKEN_WEI = 1_000_000_007
+STABLE_PRICE_PER_TOKEN = 3  # USDC base units
 MAX_TOKENS = 16
 
 
@@ -69,16 +69,19 @@ class Node:
         max_tokens: int = MAX_TOKENS,
         deposit_wei: int | None = None,
         model_name: str | None = None,
+        currency: str = "ETH",
     ) -> int:
         uri, digest = put_content(self.store, prompt.encode(), "prompts")
+        price = PRICE_PER_TOKEN_WEI if currency == "ETH" else STABLE_PRICE_PER_TOKEN
         return self.renter.post_job(
             model_name or self.model.id,
             digest,
             uri,
             max_tokens,
-            PRICE_PER_TOKEN_WEI,
-            max_tokens * PRICE_PER_TOKEN_WEI if deposit_wei is None else deposit_wei,
-            int(time.time()) + 3600,
+            price,
+            max_tokens * price if deposit_wei is None else deposit_wei,
+            self.renter.chain_time() + 3600,
+            payment_token=self.renter.token_address(currency),
         )
 
 
@@ -92,17 +95,22 @@ def node(
     prover_dir: Path,
 ) -> Iterator[Node]:
     deployment_file = isolated_environment / "devnet.json"
-    with Devnet(deployment_file=deployment_file) as deployment:
+    with Devnet(deployment_file=deployment_file, models=[tiny_model]) as deployment:
         monkeypatch.setenv("FABSTIR_HOST__MODELS", json.dumps([tiny_model.model_dump()]))
         monkeypatch.setenv("FABSTIR_HOST__PRICE_PER_TOKEN_WEI", str(PRICE_PER_TOKEN_WEI))
         monkeypatch.setenv("FABSTIR_CACHE__EMBEDDING_MODEL_PATH", str(embedding_model_path))
         monkeypatch.setenv("FABSTIR_PROVER__WORK_DIR", str(prover_dir))
         monkeypatch.setenv("FABSTIR_ENGINE__N_CTX", "512")
-        host = ChainClient(deployment.rpc_url, deployment, ANVIL_KEYS[1])
-        host.register([tiny_model.id], PRICE_PER_TOKEN_WEI)
+        host = ChainClient(deployment, ANVIL_KEYS[1])
+        stable = host.token_address("USDC")
+        offers = [
+            Offer(tiny_model.id, PRICE_PER_TOKEN_WEI, ETH),
+            Offer(tiny_model.id, STABLE_PRICE_PER_TOKEN, stable),
+        ]
+        host.register(offers, api_url="http://127.0.0.1:8000")
         yield Node(
             host=host,
-            renter=ChainClient(deployment.rpc_url, deployment, ANVIL_KEYS[2]),
+            renter=ChainClient(deployment, ANVIL_KEYS[2]),
             store=ObjectStore(f"file://{isolated_environment.resolve() / 'storage'}"),
             deployment=deployment,
             model=tiny_model,

@@ -73,3 +73,28 @@ def write_tiny_gguf(path: Path, seed: int = 7) -> Path:
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def write_tiny_lora(path: Path, rank: int = 4, alpha: float = 8.0, seed: int = 11) -> Path:
+    """Write a LoRA adapter GGUF for the tiny model: random A/B pairs on every layer's attn_q.
+
+    Shapes follow llama.cpp's loader: A is [rank, in], B is [out, rank] (numpy order).
+    """
+    import gguf
+
+    embedding, layers = 64, 2
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_string("general.type", "adapter")
+    writer.add_string("adapter.type", "lora")
+    writer.add_float32("adapter.lora.alpha", alpha)
+    rng = np.random.default_rng(seed)
+    for i in range(layers):
+        lora_a = (rng.standard_normal((rank, embedding)) * 0.5).astype(np.float32)
+        lora_b = (rng.standard_normal((embedding, rank)) * 0.5).astype(np.float32)
+        writer.add_tensor(f"blk.{i}.attn_q.weight.lora_a", lora_a)
+        writer.add_tensor(f"blk.{i}.attn_q.weight.lora_b", lora_b)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

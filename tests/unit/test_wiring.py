@@ -62,4 +62,4 @@ def test_prefect_yaml_entrypoints_load() -> None:
     assert config["deployments"]
     for deployment in config["deployments"]:
         flow = load_flow_from_entrypoint(str(REPO_ROOT / deployment["entrypoint"]))
-        assert flow.name == "inference-job"
+        assert flow.name == deployment["entrypoint"].rsplit(":", 1)[1].replace("_", "-")

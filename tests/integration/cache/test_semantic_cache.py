@@ -41,7 +41,7 @@ def test_exact_hit(cache: SemanticCache) -> None:
 
 
 def test_paraphrase_hit(cache: SemanticCache) -> None:
-    hit = cache.lookup(MODEL, "what's the capital city of France", PARAMS)
+    hit = cache.lookup(MODEL, "Tell me the capital of France.", PARAMS)
     assert hit is not None
     assert hit.kind == "semantic"
     assert hit.answer_text == "Paris."

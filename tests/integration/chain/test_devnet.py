@@ -4,9 +4,11 @@ import os
 from pathlib import Path
 
 import pytest
+from eth_account import Account
 from web3 import HTTPProvider, Web3
 
-from fabstir.chain import Deployment, Devnet, deploy_contracts
+from fabstir.chain import ChainClient, Deployment, Devnet, MarketTerms, deploy_contracts
+from fabstir.chain.devnet import FUNDED_STABLE, FUNDED_STAKE
 from fabstir.errors import ContractRevert
 from fabstir.settings import ANVIL_KEYS
 
@@ -35,9 +37,21 @@ def test_devnet_writes_its_deployment_and_stops(tmp_path: Path) -> None:
     with Devnet(deployment_file=path, fee_bps=100) as deployment:
         w3 = Web3(HTTPProvider(deployment.rpc_url))
         assert w3.eth.chain_id == deployment.chain_id == 31337
-        assert w3.eth.get_code(deployment.node_registry)
-        assert w3.eth.get_code(deployment.job_marketplace)
-        assert deployment.fee_bps == 100
+        for address in (
+            deployment.model_registry,
+            deployment.node_registry,
+            deployment.job_marketplace,
+            deployment.staking_token,
+            *deployment.payment_tokens.values(),
+        ):
+            assert w3.eth.get_code(address)
+        assert set(deployment.payment_tokens) == {"USDC"}
+        owner = ChainClient(deployment, ANVIL_KEYS[0])
+        assert owner.fee_bps() == 100
+        for key in ANVIL_KEYS:
+            account = Account.from_key(key).address
+            assert owner.balance_of(account, deployment.staking_token) == FUNDED_STAKE
+            assert owner.balance_of(account, deployment.payment_tokens["USDC"]) == FUNDED_STABLE
         assert Deployment.load(path) == deployment
         assert len(_anvil_children()) == 1
     assert not w3.is_connected()
@@ -57,7 +71,14 @@ def test_two_devnets_run_side_by_side() -> None:
 
 
 def test_fee_above_the_maximum_is_refused(devnet: Devnet) -> None:
-    treasury = devnet.deployment.treasury
+    deployment = devnet.deployment
+    terms = MarketTerms(treasury=deployment.staking_token, fee_bps=1_001)
     with pytest.raises(ContractRevert) as caught:
-        deploy_contracts(devnet.deployment.rpc_url, ANVIL_KEYS[0], treasury, 1_001)
+        deploy_contracts(
+            deployment.rpc_url,
+            ANVIL_KEYS[0],
+            terms,
+            staking_token=deployment.staking_token,
+            payment_tokens={},
+        )
     assert (caught.value.error_name, caught.value.error_args) == ("FeeTooHigh", (1_001, 1_000))

@@ -1,7 +1,7 @@
 """Real EZKL proofs of billing statements: made, verified, and rejected for any other statement.
 
-One prover (dev SRS, keys built once) serves the module. A tampered proof file makes ``verify``
-return False rather than raise: rejection is an expected outcome, not an error.
+One prover (the packaged dev SRS, keys built once) serves the session. A tampered proof file makes
+``verify`` return False rather than raise: rejection is an expected outcome, not an error.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import pytest
 from fabstir.domain import ProofBundle
 from fabstir.errors import ProofError
 from fabstir.proofs import BillingProver, BillingStatement
-from fabstir.proofs.circuit import amount_wei_from_terms, join_limbs
+from fabstir.proofs.artifacts import DEV_SRS_PATH
+from fabstir.proofs.circuit import BATCH_CAPACITIES, amount_wei_from_terms, binding_digest
 
 pytestmark = pytest.mark.integration
 
@@ -27,19 +28,18 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 
 # Values at the top of every range, so any float rounding or overflow would show.
 STATEMENT = BillingStatement(
-    job_id=2**64 - 2,
-    model_sha256="0x" + hashlib.sha256(b"model").hexdigest(),
+    job_id=2**256 - 2,
+    model_id="0x" + hashlib.sha256(b"model").hexdigest(),
     prompt_hash="0x" + hashlib.sha256(b"prompt").hexdigest(),
     result_hash="0x" + hashlib.sha256(b"result").hexdigest(),
     tokens=2**32 - 3,
-    price_per_token_wei=2**96 - 5,
+    price_per_token_wei=2**256 - 5,
 )
+MANIFEST = REPO_ROOT / "fabstir" / "proofs" / "verifiers.json"
 
 
 @pytest.fixture(scope="module")
-def prover(tmp_path_factory: pytest.TempPathFactory) -> BillingProver:
-    billing_prover = BillingProver(tmp_path_factory.mktemp("prover"))
-    billing_prover.setup()
+def prover(billing_prover: BillingProver) -> BillingProver:
     return billing_prover
 
 
@@ -56,15 +56,32 @@ def copy_with_bytes(source: str, destination: Path, data: bytes | None = None) -
 def test_a_valid_proof_verifies(prover: BillingProver, proof: ProofBundle) -> None:
     assert proof.verified
     assert prover.verify(Path(proof.proof_path), STATEMENT)
-    assert proof.public_instances == prover.expected_public_instances(STATEMENT)
+    assert proof.public_instances == prover.expected_public_instances([STATEMENT])
 
 
-def test_public_instances_expose_job_tokens_and_the_exact_amount(proof: ProofBundle) -> None:
+def test_public_instances_expose_binding_tokens_price_and_the_exact_amount(
+    proof: ProofBundle,
+) -> None:
     values = [int(word, 16) for word in proof.public_instances]
-    assert len(values) == 12
-    assert join_limbs(values[1:5]) == STATEMENT.job_id
-    assert values[5] == STATEMENT.tokens
-    assert amount_wei_from_terms(values[6:]) == STATEMENT.tokens * STATEMENT.price_per_token_wei
+    assert len(values) == 8
+    assert values[0] == binding_digest(STATEMENT) < 2**248
+    assert values[1] == STATEMENT.tokens
+    assert sum(limb << (86 * k) for k, limb in enumerate(values[2:5])) == 2**256 - 5
+    assert amount_wei_from_terms(values[5:]) == STATEMENT.tokens * STATEMENT.price_per_token_wei
+
+
+def test_the_committed_verifier_contracts_match_the_keys_built_now(prover: BillingProver) -> None:
+    """The verifiers in contracts/ embed the verifying keys; a changed circuit, EZKL or dev SRS
+    must come with regenerated verifiers (contracts/tools/generate_verifiers.py)."""
+    manifest = json.loads(MANIFEST.read_text())
+    assert sorted(map(int, manifest)) == sorted(BATCH_CAPACITIES)
+    for capacity in BATCH_CAPACITIES:
+        vk = (prover.circuit_dir(capacity) / "vk.key").read_bytes()
+        entry = manifest[str(capacity)]
+        hint = "stale verifiers: run contracts/tools/generate_verifiers.py and commit"
+        assert entry["vk_sha256"] == hashlib.sha256(vk).hexdigest(), hint
+        assert entry["srs_sha256"] == hashlib.sha256(DEV_SRS_PATH.read_bytes()).hexdigest(), hint
+        assert (REPO_ROOT / "contracts" / entry["source"]).is_file()
 
 
 @pytest.mark.parametrize(
@@ -73,7 +90,7 @@ def test_public_instances_expose_job_tokens_and_the_exact_amount(proof: ProofBun
         {"tokens": STATEMENT.tokens - 1},
         {"job_id": STATEMENT.job_id + 1},
         {"result_hash": "0x" + hashlib.sha256(b"another result").hexdigest()},
-        {"model_sha256": "0x" + hashlib.sha256(b"another model").hexdigest()},
+        {"model_id": "0x" + hashlib.sha256(b"another model").hexdigest()},
         {"prompt_hash": "0x" + hashlib.sha256(b"another prompt").hexdigest()},
         {"price_per_token_wei": STATEMENT.price_per_token_wei - 1},
     ],
@@ -99,7 +116,7 @@ def test_instances_swapped_for_another_statement_fail_the_ezkl_verifier(
     other = dataclasses.replace(STATEMENT, tokens=STATEMENT.tokens - 1)
     document = json.loads(Path(proof.proof_path).read_bytes())
     document["instances"] = [
-        [bytes.fromhex(word[2:])[::-1].hex() for word in prover.expected_public_instances(other)]
+        [bytes.fromhex(word[2:])[::-1].hex() for word in prover.expected_public_instances([other])]
     ]
     forged = copy_with_bytes(
         proof.proof_path,
@@ -138,21 +155,22 @@ def test_any_single_byte_flip_in_the_file_is_rejected(
 
 @pytest.mark.parametrize(
     ("witness_field", "index"),
-    [("inputs", 40), ("outputs", 4)],
-    ids=["result-hash-limb-not-under-the-commitment", "tokens-output-not-computed"],
+    [("inputs", 1), ("outputs", 2)],
+    ids=["tokens-changed-after-the-amount", "amount-term-not-computed"],
 )
 def test_a_forged_witness_yields_no_valid_proof(
     prover: BillingProver, tmp_path: Path, witness_field: str, index: int
 ) -> None:
     import ezkl
 
-    from fabstir.proofs.circuit import encode_statement
+    from fabstir.proofs.circuit import circuit_inputs
 
     # Lets ezkl prove from a doctored witness (its check mode is unsafe): the circuit's
-    # constraints, not the witness generator, must be what ties limbs, commitment and outputs.
-    circuit_dir = prover.circuit_dir
-    srs_path = circuit_dir.parent.parent / "srs" / "dev-kzg12.srs"
-    (tmp_path / "input.json").write_text(json.dumps({"input_data": [encode_statement(STATEMENT)]}))
+    # constraints, not the witness generator, must be what ties the amount to tokens and price.
+    circuit_dir = prover.circuit_dir(1)
+    srs_path = DEV_SRS_PATH
+    felts = [value.to_bytes(32, "little").hex() for value in circuit_inputs([STATEMENT], 1)]
+    (tmp_path / "input.json").write_text(json.dumps({"input_data": [felts]}))
     ezkl.gen_witness(
         str(tmp_path / "input.json"),
         str(circuit_dir / "model.compiled"),
@@ -188,7 +206,7 @@ def test_setup_twice_reuses_the_cached_keys(
 ) -> None:
     import ezkl
 
-    circuit_dir = prover.circuit_dir
+    circuit_dir = prover.circuit_dir(1)
     stamps = {path.name: path.stat().st_mtime_ns for path in circuit_dir.iterdir()}
     keygens: list[tuple[Any, ...]] = []
     real_setup = ezkl.setup
@@ -204,20 +222,21 @@ def test_setup_twice_reuses_the_cached_keys(
     fresh_prover.setup()
 
     assert keygens == []
-    assert fresh_prover.circuit_dir == circuit_dir
+    assert fresh_prover.circuit_dir(1) == circuit_dir
     assert {path.name: path.stat().st_mtime_ns for path in circuit_dir.iterdir()} == stamps
-    assert [path.name for path in circuit_dir.parent.iterdir()] == [circuit_dir.name]
+    built = {path.name for path in circuit_dir.parent.iterdir()}
+    assert built == {prover.circuit_dir(capacity).name for capacity in BATCH_CAPACITIES}
 
 
-def test_concurrent_setups_share_one_srs_and_one_set_of_keys(tmp_path: Path) -> None:
+def test_concurrent_setups_share_one_set_of_keys(tmp_path: Path) -> None:
     script = (
         "import hashlib, sys\n"
         "from pathlib import Path\n"
         "from fabstir.proofs import BillingProver\n"
         "prover = BillingProver(Path(sys.argv[1]))\n"
-        "prover.setup()\n"
-        "vk = (prover.circuit_dir / 'vk.key').read_bytes()\n"
-        "print(prover.circuit_dir.name, hashlib.sha256(vk).hexdigest())\n"
+        "prover.setup([4])\n"
+        "vk = (prover.circuit_dir(4) / 'vk.key').read_bytes()\n"
+        "print(prover.circuit_dir(4).name, hashlib.sha256(vk).hexdigest())\n"
     )
     workers = [
         subprocess.Popen(
@@ -233,7 +252,6 @@ def test_concurrent_setups_share_one_srs_and_one_set_of_keys(tmp_path: Path) -> 
     assert [worker.returncode for worker in workers] == [0, 0], outputs
     assert outputs[0][0] == outputs[1][0]
     assert len(list((tmp_path / "circuits").iterdir())) == 1
-    assert len(list((tmp_path / "srs").iterdir())) == 1
 
 
 def test_a_missing_srs_file_raises(tmp_path: Path) -> None:
@@ -254,5 +272,5 @@ def test_ezkl_failures_become_proof_errors(
     with pytest.raises(ProofError) as raised:
         prover.prove(STATEMENT, tmp_path / "never.proof")
     assert raised.value.code == "ezkl_failed"
-    assert raised.value.context["job_id"] == STATEMENT.job_id
+    assert raised.value.context["job_ids"] == [STATEMENT.job_id]
     assert not (tmp_path / "never.proof").exists()

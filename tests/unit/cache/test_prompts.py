@@ -81,3 +81,34 @@ def test_negation_words(prompt: str, words: set[str]) -> None:
 def test_near_miss_reason(prompt: str, cached: str, reason: str | None) -> None:
     assert near_miss_reason(prompt, cached) == reason
     assert near_miss_reason(cached, prompt) == reason
+
+
+@pytest.mark.parametrize(
+    ("prompt", "cached", "reason"),
+    [
+        ("Solve for x: 3x + 7 = 22", "Solve for x: 3x - 7 = 22", "operators differ"),
+        (
+            "Sum of the first 100 even integers",
+            "Sum of the first 100 integers",
+            "restriction differs",
+        ),
+        ("How much should I tip in Japan?", "How much should I tip in the US?", "entity differs"),
+        (
+            "Avoid jet lag flying from New York to London",
+            "Avoid jet lag flying from London to New York",
+            "direction differs",
+        ),
+        ("How do I fold a fitted sheet?", "How do I fold a flat sheet?", "word swapped"),
+        ("When did World War II end?", "When did World War II begin?", "word swapped"),
+        ("How do I fold a fitted sheet?", "fitted sheet folding instructions pls", None),
+        (
+            "whats the diffrence between a latte and a capuccino",
+            "latte vs cappuccino difference?",
+            None,
+        ),
+        ("How do I reverse a string in Python?", "python reverse a string", None),
+    ],
+)
+def test_near_miss_rules(prompt: str, cached: str, reason: str | None) -> None:
+    assert near_miss_reason(prompt, cached) == reason
+    assert near_miss_reason(cached, prompt) == reason

@@ -43,12 +43,12 @@ def test_custom_error_with_arguments_is_decoded_by_name() -> None:
 
 def test_addresses_and_bytes32_are_decoded_readably() -> None:
     model_id = bytes.fromhex("ab" * 32)
-    data = _selector("ModelNotServed(address,bytes32)") + encode(
-        ["address", "bytes32"], [HOST, model_id]
+    data = _selector("ModelNotServed(address,bytes32,address)") + encode(
+        ["address", "bytes32", "address"], [HOST, model_id, HOST]
     )
     error = decode_revert(data)
     assert isinstance(error, ContractRevert)
-    assert error.error_args == (HOST, "0x" + "ab" * 32)
+    assert error.error_args == (HOST, "0x" + "ab" * 32, HOST)
 
 
 def test_enum_argument_is_decoded_as_its_index() -> None:
@@ -59,9 +59,9 @@ def test_enum_argument_is_decoded_as_its_index() -> None:
 
 
 def test_error_without_arguments_is_decoded_from_its_bare_selector() -> None:
-    error = decode_revert("0x" + _selector("EmptyModels()").hex())
+    error = decode_revert("0x" + _selector("EmptyOffers()").hex())
     assert isinstance(error, ContractRevert)
-    assert (error.error_name, error.error_args) == ("EmptyModels", ())
+    assert (error.error_name, error.error_args) == ("EmptyOffers", ())
 
 
 def test_unknown_selector_is_a_chain_error_with_the_raw_data() -> None:

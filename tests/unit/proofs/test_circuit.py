@@ -1,167 +1,133 @@
-"""The billing statement's limb encoding, its validation, and the ONNX graph's arithmetic."""
+"""The billing statement's validation, the public instances' layout, and the spot-check sample."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
+import dataclasses
 from typing import Any
 
-import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from eth_utils import keccak
 
-from fabstir.proofs import BillingStatement
 from fabstir.proofs.circuit import (
-    LIMB_BASE,
-    PUBLIC_OUTPUT_COUNT,
-    STATEMENT_LIMB_COUNT,
-    amount_wei_from_terms,
-    build_billing_model,
-    decode_statement,
-    encode_statement,
-    join_limbs,
-    public_outputs,
-    split_into_limbs,
-)
-
-REPO_ROOT = Path(__file__).resolve().parents[3]
-HASH = "0x" + "ab" * 32
-
-hashes = st.integers(min_value=0, max_value=2**256 - 1).map(lambda value: f"0x{value:064x}")
-statements = st.builds(
+    BATCH_CAPACITIES,
+    INSTANCES_PER_STATEMENT,
     BillingStatement,
-    job_id=st.integers(min_value=0, max_value=2**64 - 1),
-    model_sha256=hashes,
-    prompt_hash=hashes,
-    result_hash=hashes,
-    tokens=st.integers(min_value=0, max_value=2**32 - 1),
-    price_per_token_wei=st.integers(min_value=1, max_value=2**96 - 1),
+    amount_wei_from_terms,
+    batch_instances,
+    binding_digest,
+    build_billing_model,
+    capacity_for,
+    price_limbs,
 )
+from fabstir.spotcheck import select_for_spot_check
 
-
-def make_statement(**changes: Any) -> BillingStatement:
-    fields: dict[str, Any] = {
-        "job_id": 7,
-        "model_sha256": HASH,
-        "prompt_hash": HASH,
-        "result_hash": HASH,
-        "tokens": 12,
-        "price_per_token_wei": 10**12,
-    }
-    return BillingStatement(**{**fields, **changes})
-
-
-@given(
-    st.integers(min_value=1, max_value=16).flatmap(
-        lambda count: st.tuples(st.just(count), st.integers(0, 2 ** (16 * count) - 1))
-    )
+STATEMENT = BillingStatement(
+    job_id=7,
+    model_id="0x" + "AB" * 32,
+    prompt_hash="0x" + "11" * 32,
+    result_hash="0x" + "22" * 32,
+    tokens=5,
+    price_per_token_wei=1_000_000_007,
 )
-def test_limbs_round_trip_exactly(count_and_value: tuple[int, int]) -> None:
-    limb_count, value = count_and_value
-    limbs = split_into_limbs(value, limb_count)
-    assert len(limbs) == limb_count
-    assert all(0 <= limb < LIMB_BASE for limb in limbs)
-    assert join_limbs(limbs) == value
-
-
-def test_limbs_are_least_significant_first() -> None:
-    assert split_into_limbs(0x0001_0002_0003, 3) == [3, 2, 1]
-
-
-@pytest.mark.parametrize(("value", "limb_count"), [(-1, 1), (2**16, 1), (2**64, 4)])
-def test_split_rejects_values_that_do_not_fit(value: int, limb_count: int) -> None:
-    with pytest.raises(ValueError, match="does not fit"):
-        split_into_limbs(value, limb_count)
-
-
-@pytest.mark.parametrize("limb", [-1, LIMB_BASE])
-def test_join_rejects_limbs_out_of_range(limb: int) -> None:
-    with pytest.raises(ValueError, match="outside"):
-        join_limbs([0, limb])
-
-
-@given(statements)
-def test_statement_encoding_round_trips_exactly(statement: BillingStatement) -> None:
-    limbs = encode_statement(statement)
-    assert len(limbs) == STATEMENT_LIMB_COUNT
-    # EZKL reads inputs as float32: every limb must survive that conversion unchanged.
-    assert [int(value) for value in np.array(limbs, dtype=np.float32)] == limbs
-    assert decode_statement(limbs) == statement
-
-
-@given(statements)
-def test_public_outputs_carry_job_tokens_and_the_exact_amount(statement: BillingStatement) -> None:
-    outputs = public_outputs(statement)
-    assert len(outputs) == PUBLIC_OUTPUT_COUNT
-    assert join_limbs(outputs[:4]) == statement.job_id
-    assert outputs[4] == statement.tokens
-    assert amount_wei_from_terms(outputs[5:]) == statement.tokens * statement.price_per_token_wei
-    assert all(term < 2**48 for term in outputs[5:])
-
-
-def test_hashes_are_stored_lower_case() -> None:
-    statement = make_statement(result_hash="0x" + "AB" * 32)
-    assert statement.result_hash == HASH
-    assert statement == make_statement()
 
 
 @pytest.mark.parametrize(
-    "changes",
+    ("changes", "error"),
     [
-        {"job_id": -1},
-        {"job_id": 2**64},
-        {"tokens": -1},
-        {"tokens": 2**32},
-        {"price_per_token_wei": 0},
-        {"price_per_token_wei": -5},
-        {"price_per_token_wei": 2**96},
-        {"model_sha256": "ab" * 32},
-        {"prompt_hash": "0x" + "ab" * 31},
-        {"result_hash": "0x" + "zz" * 32},
-        {"result_hash": "0x" + "ab" * 33},
+        ({"job_id": 0}, ValueError),
+        ({"job_id": 2**256}, ValueError),
+        ({"tokens": -1}, ValueError),
+        ({"tokens": 2**32}, ValueError),
+        ({"tokens": True}, TypeError),
+        ({"tokens": 5.0}, TypeError),
+        ({"price_per_token_wei": 0}, ValueError),
+        ({"price_per_token_wei": 2**256}, ValueError),
+        ({"result_hash": "0x" + "22" * 31}, ValueError),
+        ({"model_id": "ab" * 32}, ValueError),
+        ({"prompt_hash": "0x" + "zz" * 32}, ValueError),
+        ({"prompt_hash": None}, ValueError),
     ],
+    ids=lambda value: repr(value)[:40],
 )
-def test_statement_rejects_out_of_range_values(changes: dict[str, Any]) -> None:
+def test_a_statement_out_of_range_is_refused(changes: dict[str, Any], error: type) -> None:
+    with pytest.raises(error):
+        dataclasses.replace(STATEMENT, **changes)
+
+
+def test_hashes_are_stored_lower_case_so_equal_statements_compare_equal() -> None:
+    assert STATEMENT.model_id == "0x" + "ab" * 32
+    assert dataclasses.replace(STATEMENT, model_id="0x" + "ab" * 32) == STATEMENT
+
+
+def test_the_binding_is_keccak_of_the_abi_encoded_job_without_its_low_byte() -> None:
+    encoded = (
+        (7).to_bytes(32, "big")
+        + bytes.fromhex("ab" * 32)
+        + bytes.fromhex("11" * 32)
+        + bytes.fromhex("22" * 32)
+    )
+    assert binding_digest(STATEMENT) == int.from_bytes(keccak(encoded), "big") >> 8
+    assert binding_digest(dataclasses.replace(STATEMENT, job_id=8)) != binding_digest(STATEMENT)
+
+
+@pytest.mark.parametrize("price", [1, 2**86 - 1, 2**86, 2**172 + 3, 2**256 - 1])
+def test_price_limbs_and_amount_terms_are_exact_for_any_uint256_price(price: int) -> None:
+    limbs = price_limbs(price)
+    assert len(limbs) == 3 and all(0 <= limb < 2**86 for limb in limbs)
+    tokens = 2**32 - 1
+    assert amount_wei_from_terms([tokens * limb for limb in limbs]) == tokens * price
+
+
+def test_instances_are_all_inputs_then_all_outputs_with_unused_slots_zero() -> None:
+    other = dataclasses.replace(STATEMENT, job_id=8, tokens=3)
+    instances = batch_instances([STATEMENT, other], 4)
+    assert len(instances) == 4 * INSTANCES_PER_STATEMENT
+    inputs, outputs = instances[:20], instances[20:]
+    assert inputs[0:5] == [binding_digest(STATEMENT), 5, 1_000_000_007, 0, 0]
+    assert inputs[5:10] == [binding_digest(other), 3, 1_000_000_007, 0, 0]
+    assert inputs[10:] == [0] * 10 and outputs[6:] == [0] * 6
+    assert outputs[0:3] == [5 * 1_000_000_007, 0, 0] and outputs[3:6] == [3 * 1_000_000_007, 0, 0]
+
+
+@pytest.mark.parametrize(("count", "capacity"), [(1, 1), (2, 4), (4, 4), (5, 16), (16, 16)])
+def test_a_batch_takes_the_smallest_circuit_that_holds_it(count: int, capacity: int) -> None:
+    assert capacity_for(count) == capacity
+
+
+@pytest.mark.parametrize("count", [0, 17, -1])
+def test_a_batch_of_no_jobs_or_more_than_sixteen_is_refused(count: int) -> None:
+    with pytest.raises(ValueError, match="1 to 16"):
+        capacity_for(count)
     with pytest.raises(ValueError):
-        make_statement(**changes)
+        batch_instances([STATEMENT] * max(count, 0), 16 if count > 0 else 1)
 
 
-@pytest.mark.parametrize("changes", [{"tokens": True}, {"tokens": 3.0}, {"job_id": "7"}])
-def test_statement_rejects_non_integer_amounts(changes: dict[str, Any]) -> None:
-    with pytest.raises(TypeError):
-        make_statement(**changes)
+@pytest.mark.parametrize("capacity", [0, 2, 32])
+def test_there_is_no_circuit_of_another_capacity(capacity: int) -> None:
+    with pytest.raises(ValueError):
+        build_billing_model(capacity)
+    with pytest.raises(ValueError):
+        batch_instances([STATEMENT], capacity)
 
 
-def test_decode_rejects_the_wrong_number_of_limbs() -> None:
-    with pytest.raises(ValueError, match="limbs"):
-        decode_statement([0] * (STATEMENT_LIMB_COUNT - 1))
+def test_each_capacity_builds_a_valid_graph() -> None:
+    for capacity in BATCH_CAPACITIES:
+        graph = build_billing_model(capacity).graph
+        assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == [capacity, 5]
+        assert [d.dim_value for d in graph.output[0].type.tensor_type.shape.dim] == [capacity, 3]
 
 
-def test_the_graph_computes_the_public_outputs() -> None:
-    from onnx.reference import ReferenceEvaluator
-
-    # The reference evaluator runs in float32, so keep every output below 2**24 here;
-    # exactness at full range is checked by the integration tests through EZKL.
-    statement = make_statement(
-        job_id=0x0004_0003_0002_0001,
-        tokens=0x0001_0002,
-        price_per_token_wei=0x0006_0005_0004_0003_0002_0001,
-    )
-    limbs = np.array([encode_statement(statement)], dtype=np.float32)
-    (outputs,) = ReferenceEvaluator(build_billing_model()).run(None, {"statement": limbs})
-    assert outputs.shape == (1, PUBLIC_OUTPUT_COUNT)
-    assert [int(value) for value in outputs[0]] == public_outputs(statement)
+def test_the_spot_check_sample_is_deterministic_and_about_the_rate() -> None:
+    jobs = range(1, 2001)
+    sample = select_for_spot_check(jobs, 0.1, "seed")
+    assert sample == select_for_spot_check(jobs, 0.1, "seed")
+    assert sample != select_for_spot_check(jobs, 0.1, "another seed")
+    assert 150 <= len(sample) <= 250
+    assert select_for_spot_check(jobs, 0.0, "seed") == []
+    assert select_for_spot_check(jobs, 1.0, "seed") == list(jobs)
 
 
-def test_importing_the_package_loads_neither_ezkl_nor_onnx() -> None:
-    script = (
-        "import sys, fabstir.proofs\n"
-        "heavy = sorted({'ezkl', 'onnx', 'numpy'} & set(sys.modules))\n"
-        "print(heavy); sys.exit(1 if heavy else 0)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+@pytest.mark.parametrize("rate", [-0.1, 1.5])
+def test_a_spot_check_rate_outside_zero_to_one_is_refused(rate: float) -> None:
+    with pytest.raises(ValueError, match="rate"):
+        select_for_spot_check([1], rate, "seed")

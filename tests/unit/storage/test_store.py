@@ -67,6 +67,6 @@ def test_an_unreachable_backend_is_transient(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_bytes(b"")
     # A regular file where a directory must be: the write fails with an OSError, not a missing key.
-    store = ObjectStore(f"file://{tmp_path}")
+    store = ObjectStore(f"file://{tmp_path}", attempts=1)
     with pytest.raises(TransientError):
         store.put("file/child", b"x")

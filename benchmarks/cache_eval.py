@@ -1,0 +1,179 @@
+"""Replay a labelled prompt workload through an empty semantic cache and count right and wrong hits.
+
+    python -m benchmarks.cache_eval --data ../shared/data/cache_eval/dev.jsonl [--json]
+
+Each line is ``{"id", "group", "kind", "prompt"}``; prompts of one group deserve one answer. The
+replay goes in file order: a miss stores the prompt with its group as the answer, so a later hit
+is right when it returns its own group and wrong otherwise. A request is *repeatable* when an
+earlier request had its group. Latency is the lookup, embedding of the prompt included.
+
+Candidate: the cache as configured (threshold from CacheSettings, near-miss guard on). Baseline:
+the same threshold with the guard switched off (cosine similarity alone). The candidate is also
+replayed on the two halves of a fixed split by group (``--split``): the threshold was chosen on
+the "tune" part; "held-out" shows whether that choice over-fits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import numpy as np
+
+from fabstir.cache import Embedder, SemanticCache
+from fabstir.settings import CacheSettings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "cache_eval" / "dev.jsonl"
+DEFAULT_MODEL = REPO_ROOT / ".fabstir" / "models" / "minilm-l6-v2-f16.gguf"
+MODEL_ID = "benchmark-model"
+PARAMS_KEY = '{"temperature":0.0}'
+REQUIRED_FIELDS = ("id", "group", "kind", "prompt")
+
+
+def load_workload(path: Path) -> list[dict[str, str]]:
+    """Read the JSONL workload, refusing a line that lacks a field.
+
+    Raises:
+        ValueError: a line is not JSON or misses one of ``id, group, kind, prompt``.
+    """
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{number}: not JSON ({exc.msg})") from exc
+        missing = [f for f in REQUIRED_FIELDS if not isinstance(row.get(f), str)]
+        if missing:
+            raise ValueError(f"{path}:{number}: missing {', '.join(missing)}")
+        rows.append(row)
+    if not rows:
+        raise ValueError(f"{path}: no requests")
+    return rows
+
+
+def split_part(row: dict[str, str]) -> str:
+    """Put a third of the groups (a near-miss goes with the group it resembles) in "held-out"."""
+    group = row.get("near") or row["group"]
+    digits = re.sub(r"\D", "", group)
+    return "held-out" if digits and int(digits) % 3 == 0 else "tune"
+
+
+def replay(
+    rows: list[dict[str, str]], embedder: Embedder, threshold: float, *, guard: bool
+) -> dict[str, Any]:
+    """Replay ``rows`` through a fresh cache and return the counts and lookup latencies."""
+    seen: set[str] = set()
+    hits = wrong = misses = repeatable = repeatable_hits = 0
+    latencies_ms = []
+    patch = (
+        nullcontext()
+        if guard
+        else mock.patch("fabstir.cache.semantic.near_miss_reason", lambda prompt, cached: None)
+    )
+    with tempfile.TemporaryDirectory() as directory, patch:
+        cache = SemanticCache(directory, embedder, threshold)
+        for row in rows:
+            is_repeatable = row["group"] in seen
+            seen.add(row["group"])
+            repeatable += is_repeatable
+            started = time.perf_counter()
+            hit = cache.lookup(MODEL_ID, row["prompt"], PARAMS_KEY)
+            latencies_ms.append((time.perf_counter() - started) * 1000)
+            if hit is None:
+                misses += 1
+                cache.store(MODEL_ID, row["prompt"], PARAMS_KEY, row["group"], 1, "0xbench")
+            elif hit.answer_text != row["group"]:
+                hits += 1
+                wrong += 1
+            else:
+                hits += 1
+                repeatable_hits += is_repeatable
+    requests = len(rows)
+    return {
+        "requests": requests,
+        "hits": hits,
+        "wrong_hits": wrong,
+        "misses": misses,
+        "hit_rate": hits / requests,
+        "repeatable_hit_rate": repeatable_hits / repeatable if repeatable else 0.0,
+        "wrong_hit_rate": wrong / requests,
+        "p50_ms": float(np.percentile(latencies_ms, 50)),
+        "p99_ms": float(np.percentile(latencies_ms, 99)),
+    }
+
+
+def _line(name: str, result: dict[str, Any]) -> str:
+    return (
+        f"{name:<22} requests {result['requests']:>4}  hits {result['hits']:>4}  "
+        f"wrong {result['wrong_hits']:>3} ({result['wrong_hit_rate']:.2%})  "
+        f"misses {result['misses']:>4}  hit rate {result['hit_rate']:.1%}  "
+        f"repeatable hit rate {result['repeatable_hit_rate']:.1%}  "
+        f"p50 {result['p50_ms']:.1f} ms  p99 {result['p99_ms']:.1f} ms"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.cache_eval", description=__doc__)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="JSONL workload.")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="MiniLM GGUF.")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=CacheSettings().similarity_threshold,
+        help="Cosine similarity a semantic hit must reach (default: the setting's default).",
+    )
+    parser.add_argument("--no-split", action="store_true", help="Skip the tune/held-out replays.")
+    parser.add_argument("--json", action="store_true", help="Print one JSON object last.")
+    args = parser.parse_args(argv)
+    if not 0 < args.threshold <= 1:
+        parser.error(f"--threshold must be in (0, 1], got {args.threshold}")
+    if not args.data.is_file():
+        parser.error(f"--data {args.data} is not a file")
+    try:
+        rows = load_workload(args.data)
+    except ValueError as exc:
+        parser.error(str(exc))
+    embedder = Embedder(args.model)
+
+    candidate = replay(rows, embedder, args.threshold, guard=True)
+    baseline = replay(rows, embedder, args.threshold, guard=False)
+    print(f"workload {args.data} ({len(rows)} requests), threshold {args.threshold}")
+    print(_line("candidate (guard on)", candidate))
+    print(_line("baseline (cosine only)", baseline))
+    parts = {}
+    if not args.no_split:
+        for part in ("tune", "held-out"):
+            subset = [row for row in rows if split_part(row) == part]
+            parts[part] = replay(subset, embedder, args.threshold, guard=True)
+            print(_line(f"candidate on {part}", parts[part]))
+    print(
+        f"machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}"
+    )
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    **candidate,
+                    "threshold": args.threshold,
+                    "baseline": baseline,
+                    "split": parts,
+                }
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""How `fabstir-node run` hands posted jobs to Prefect: run them here, or emit an event.
+
+:class:`LocalRunner` is the low-latency path for one host: each job becomes a run of the
+inference-job deployment (so the UI, automations and the crash re-run treat it like any
+other), executed in a thread of this process instead of a subprocess a worker spawns (5-18 s).
+Its flow runs send no heartbeat thread of their own (that thread costs ~1 s per run to join);
+one thread here sends the same ``prefect.flow-run.heartbeat`` events for every run in progress,
+so the zombie automation still marks the runs of a dead process Crashed.
+
+:class:`EventDispatch` emits ``fabstir.job.posted``; the deployment trigger in ``prefect.yaml``
+turns it into a run that any worker of the pool picks up (hosts with several workers).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+from uuid import UUID
+
+from prefect import __version__ as prefect_version
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.events import emit_event
+from prefect.flow_engine import run_flow_sync
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from prefect.states import Pending
+
+from tasks._events import job_resource
+
+log = logging.getLogger(__name__)
+
+JOB_POSTED = "fabstir.job.posted"
+
+
+class EventDispatch:
+    """Announce each job as a Prefect event for the deployment trigger."""
+
+    def track(self, job_id: int) -> None:
+        emit_event(JOB_POSTED, resource=job_resource(job_id), payload={"job_id": job_id})
+        log.info("job announced", extra={"job_id": job_id})
+
+
+class LocalRunner:
+    """Run jobs as deployment runs in this process, ``max_concurrent`` at a time."""
+
+    def __init__(self, deployment_name: str, *, max_concurrent: int, heartbeat_s: int) -> None:
+        self._deployment_name = deployment_name
+        self._heartbeat_s = heartbeat_s
+        self._jobs: queue.Queue[int] = queue.Queue()
+        self._executor = ThreadPoolExecutor(max_concurrent, thread_name_prefix="job")
+        self._stopping = threading.Event()
+        self._running: dict[UUID, FlowRun] = {}
+        self._lock = threading.Lock()
+        self._deployment_id: UUID | None = None
+        self._flow: Any = None
+        self._fault: BaseException | None = None
+
+    def start(self) -> None:
+        """Look up the deployment (`fabstir-node bootstrap` creates it) and load the flow."""
+        from flows.inference_job import inference_job
+
+        with get_client(sync_client=True) as client:
+            self._deployment_id = client.read_deployment_by_name(self._deployment_name).id
+        self._flow = inference_job
+        threading.Thread(target=self._send_heartbeats, name="heartbeats", daemon=True).start()
+
+    def track(self, job_id: int) -> None:
+        """Queue a job; called from the watcher's thread, so it never blocks."""
+        self._jobs.put(job_id)
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                job_id = self._jobs.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self._executor.submit(self._run_job, job_id).add_done_callback(self._check)
+        if self._fault is not None:
+            raise self._fault
+
+    def _check(self, future: Future[None]) -> None:
+        # A job's failure is recorded in its run's state; an exception here means runs cannot
+        # be created or executed at all, so the node must stop rather than drop jobs.
+        fault = future.exception()
+        if fault is not None and self._fault is None:
+            self._fault = fault
+            self._stopping.set()
+
+    def stop(self) -> None:
+        """Stop taking jobs and wait for the runs in progress to finish."""
+        self._stopping.set()
+        self._executor.shutdown(wait=True)
+
+    @property
+    def running(self) -> int:
+        with self._lock:
+            return len(self._running)
+
+    def _run_job(self, job_id: int) -> None:
+        assert self._deployment_id is not None, "call start() first"
+        with get_client(sync_client=True) as client:
+            flow_run = client.create_flow_run_from_deployment(
+                self._deployment_id,
+                parameters={"job_id": job_id},
+                state=Pending(),
+                # A job announced twice gets one run.
+                idempotency_key=f"job-{job_id}-posted",
+            )
+        if flow_run.state is None or not flow_run.state.is_pending():
+            log.info("job already has a run", extra={"job_id": job_id, "run": str(flow_run.id)})
+            return
+        with self._lock:
+            self._running[flow_run.id] = flow_run
+        self._heartbeat(flow_run)
+        try:
+            with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+                state = run_flow_sync(
+                    self._flow,
+                    flow_run=flow_run,
+                    parameters={"job_id": job_id},
+                    return_type="state",
+                )
+            log.info("job run ended", extra={"job_id": job_id, "state": state.type.value})
+        finally:
+            with self._lock:
+                del self._running[flow_run.id]
+
+    def _send_heartbeats(self) -> None:
+        while not self._stopping.wait(self._heartbeat_s):
+            with self._lock:
+                runs = list(self._running.values())
+            for flow_run in runs:
+                self._heartbeat(flow_run)
+
+    def _heartbeat(self, flow_run: FlowRun) -> None:
+        # The same event the flow engine's own heartbeat thread sends.
+        emit_event(
+            "prefect.flow-run.heartbeat",
+            resource={
+                "prefect.resource.id": f"prefect.flow-run.{flow_run.id}",
+                "prefect.resource.name": flow_run.name or "",
+                "prefect.version": prefect_version,
+            },
+            related=[
+                {
+                    "prefect.resource.id": f"prefect.flow.{flow_run.flow_id}",
+                    "prefect.resource.role": "flow",
+                    "prefect.resource.name": self._flow.name,
+                },
+                {
+                    "prefect.resource.id": f"prefect.deployment.{flow_run.deployment_id}",
+                    "prefect.resource.role": "deployment",
+                },
+            ],
+        )

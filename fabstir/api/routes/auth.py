@@ -1,0 +1,19 @@
+"""``POST /v1/auth``: trade a renter's signed access request for a bearer token to its job."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+
+from fabstir.api.dependencies import Context
+from fabstir.api.schemas import AuthRequest, AuthResponse
+
+router = APIRouter(tags=["auth"])
+
+
+@router.post("/v1/auth", response_model=AuthResponse)
+async def authenticate(body: AuthRequest, ctx: Context) -> AuthResponse:
+    """Return a token valid only for ``job_id``, if its renter signed this request."""
+    job = await run_in_threadpool(ctx.services.chain.get_job, body.job_id)
+    token, grant = ctx.access.grant(body, job)
+    return AuthResponse(token=token, job_id=grant.job_id, expires_at=grant.expires_at)

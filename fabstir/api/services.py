@@ -1,0 +1,72 @@
+"""What the API works with: the node's clients (given) and its own per-app state (built here)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fabstir.api.auth import AccessControl
+from fabstir.api.limits import RateLimiter, StreamSlots
+from fabstir.api.metrics import ApiMetrics
+from fabstir.api.streams import JobStreams
+from fabstir.domain import Receipt
+from fabstir.settings import ApiSettings
+
+if TYPE_CHECKING:
+    from fabstir.cache import Embedder
+    from fabstir.chain import ChainClient
+    from fabstir.models import EnginePool, ModelManager
+    from fabstir.monitoring import NodeMetrics
+    from fabstir.storage import ObjectStore
+
+JobRunner = Callable[[int], "Future[Receipt]"]
+"""Start the job's flow (in this process, so it finds the job's stream) and return its future."""
+
+
+@dataclass(frozen=True)
+class ApiServices:
+    """The node's clients the API uses; built by the entry point, shared with the job flows."""
+
+    chain: ChainClient
+    catalog: ModelManager
+    engines: EnginePool
+    store: ObjectStore
+    streams: JobStreams
+    run_job: JobRunner
+    proofs_dir: Path
+    host_private_key: str = field(repr=False)
+    embedder: Embedder | None = None
+    embedding_model: str = "all-MiniLM-L6-v2"
+    node_metrics: NodeMetrics | None = None
+
+
+@dataclass
+class ApiContext:
+    """One app's settings, clients and the state it keeps in memory (tokens, limits, metrics)."""
+
+    settings: ApiSettings
+    services: ApiServices
+    access: AccessControl
+    slots: StreamSlots
+    metrics: ApiMetrics
+    per_renter: RateLimiter
+
+    @classmethod
+    def build(cls, settings: ApiSettings, services: ApiServices) -> ApiContext:
+        deployment = services.chain.deployment
+        return cls(
+            settings=settings,
+            services=services,
+            access=AccessControl(
+                chain_id=deployment.chain_id,
+                marketplace=deployment.job_marketplace,
+                host=services.chain.address,
+                max_ttl_s=settings.auth_max_ttl_s,
+            ),
+            slots=StreamSlots(settings.max_streams),
+            metrics=ApiMetrics(),
+            per_renter=RateLimiter(settings.rate_per_renter_per_min),
+        )

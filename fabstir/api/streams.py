@@ -1,0 +1,167 @@
+"""The side channel between a job's infer step and the renter connected to the API.
+
+The API and the job's flow run in one process. Before starting the flow, the API opens a
+:class:`JobStream` for the job; the infer step (``pipeline.infer``) finds it by job id, takes its
+turns and publishes each generated piece to it as it is produced, then the rest of the flow
+(store, prove, settle) finishes after the renter has the answer. A renter who leaves cancels the
+stream, and the infer step stops before the next token.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from fabstir.domain import InferenceResult
+from fabstir.errors import JobRejected, TransientError
+from fabstir.models import SamplingParams, TokenPiece
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One answer to generate; ``messages`` None means the job's own prompt document."""
+
+    params: SamplingParams
+    messages: tuple[dict[str, str], ...] | None = None
+
+
+@dataclass(frozen=True)
+class TurnEnded:
+    """The last event of a turn: its own counts and why it stopped (stop, length, cancelled)."""
+
+    result: InferenceResult
+    finish_reason: str
+
+
+@dataclass(frozen=True)
+class StreamFailed:
+    """The job's flow failed before the turn ended."""
+
+    error: BaseException
+
+
+StreamEvent = TokenPiece | TurnEnded | StreamFailed
+
+
+class JobStream:
+    """Turns a renter asks of one job, and the events the infer step sends back.
+
+    An HTTP request is one turn; a WebSocket session submits more until it ends. Producer calls
+    (``turns``, ``publish``, ``end_turn``) come from the flow's thread, consumer calls from the
+    API's.
+    """
+
+    def __init__(self, job_id: int, first: Turn, *, multi_turn: bool = False) -> None:
+        self.job_id = job_id
+        self._turns: queue.Queue[Turn | None] = queue.Queue()
+        self._turns.put(first)
+        if not multi_turn:
+            self._turns.put(None)
+        self._events: queue.Queue[StreamEvent] = queue.Queue()
+        self._cancelled = threading.Event()
+        self._closed = threading.Event()
+
+    # Producer side: the infer step.
+
+    def turns(self) -> Iterator[Turn]:
+        """Yield each turn to answer, waiting for the next until the renter ends the session."""
+        while (turn := self._turns.get()) is not None:
+            yield turn
+
+    def publish(self, piece: TokenPiece) -> bool:
+        """Send a piece to the renter; return False once the renter cancelled the turn."""
+        if self._cancelled.is_set():
+            return False
+        self._events.put(piece)
+        return True
+
+    def end_turn(self, result: InferenceResult, finish_reason: str) -> None:
+        self._events.put(TurnEnded(result, finish_reason))
+
+    def fail(self, error: BaseException) -> None:
+        """Report a failure of the job's flow to the renter and end the session."""
+        self._events.put(StreamFailed(error))
+        self.close()
+
+    # Consumer side: the API.
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def submit(self, turn: Turn) -> None:
+        """Queue another turn of a session, once the previous one has ended.
+
+        Raises:
+            JobRejected: the session has ended (``code="session_closed"``).
+        """
+        if self._closed.is_set():
+            raise JobRejected("the session has ended", code="session_closed", job_id=self.job_id)
+        self._cancelled.clear()
+        self._turns.put(turn)
+
+    def next_event(self, timeout_s: float) -> StreamEvent:
+        """Wait for the next event of the current turn.
+
+        Raises:
+            TransientError: nothing came within ``timeout_s`` (``code="stream_timeout"``).
+        """
+        try:
+            return self._events.get(timeout=timeout_s)
+        except queue.Empty:
+            raise TransientError(
+                "no token from the job within the timeout",
+                code="stream_timeout",
+                job_id=self.job_id,
+                timeout_s=timeout_s,
+            ) from None
+
+    def cancel(self) -> None:
+        """Stop the current turn before its next token; it is billed for what was produced."""
+        self._cancelled.set()
+
+    def close(self) -> None:
+        """Take no more turns: the infer step finishes after the current one."""
+        if not self._closed.is_set():
+            self._closed.set()
+            self._turns.put(None)
+
+
+class JobStreams:
+    """The open streams of this process, one per job at most."""
+
+    def __init__(self) -> None:
+        self._streams: dict[int, JobStream] = {}
+        self._lock = threading.Lock()
+
+    def open(self, job_id: int, first: Turn, *, multi_turn: bool = False) -> JobStream:
+        """Open the stream of a job before its flow starts.
+
+        Raises:
+            JobRejected: a renter is already connected to this job (``code="job_busy"``).
+        """
+        with self._lock:
+            if job_id in self._streams:
+                raise JobRejected(
+                    "this job is already being answered", code="job_busy", job_id=job_id
+                )
+            stream = JobStream(job_id, first, multi_turn=multi_turn)
+            self._streams[job_id] = stream
+            return stream
+
+    def get(self, job_id: int) -> JobStream | None:
+        with self._lock:
+            return self._streams.get(job_id)
+
+    def release(self, stream: JobStream) -> None:
+        """Forget a stream once its job's flow has ended."""
+        stream.close()
+        with self._lock:
+            if self._streams.get(stream.job_id) is stream:
+                del self._streams[stream.job_id]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._streams)

@@ -1,0 +1,65 @@
+"""`fabstir-node serve`: the renter API, running each paid request's job flow in this process."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from fabstir.service import ServiceGroup
+from fabstir.settings import Settings
+
+STREAMS_CLIENT = "job-streams"
+"""``blocks._clients.client_once`` key of the process's JobStreams, shared with the infer task."""
+
+
+def register(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="Serve the OpenAI-compatible renter API on FABSTIR_API__HOST:FABSTIR_API__PORT; "
+        "each paid request runs its job's inference-job flow here, streaming its tokens.",
+    )
+    serve.set_defaults(handler=run_serve)
+
+
+def build_api(settings: Settings) -> Any:
+    """Build the API server over the node's block clients, with the served models loaded."""
+    from blocks import ChainBlock, EngineBlock, StorageBlock
+    from blocks._clients import client_once
+    from fabstir.api import ApiServer, ApiServices, JobStreams, create_app
+    from fabstir.cache import Embedder
+    from flows.inference_job import inference_job
+
+    engine = EngineBlock.from_settings(settings)
+    catalog, engines = engine.get_catalog(), engine.get_client()
+    for name in catalog.names:
+        engines.engine_for(catalog.pull(name))
+    embedding_path = settings.cache.embedding_model_path
+    executor = ThreadPoolExecutor(
+        settings.orchestration.jobs_per_worker, thread_name_prefix="api-job"
+    )
+    assert settings.prover.work_dir is not None  # filled from home by Settings
+    services = ApiServices(
+        chain=ChainBlock.from_settings(settings).get_client(),
+        catalog=catalog,
+        engines=engines,
+        store=StorageBlock.from_settings(settings).get_client(),
+        streams=client_once(STREAMS_CLIENT, "", JobStreams),
+        run_job=lambda job_id: executor.submit(inference_job, job_id),
+        proofs_dir=settings.prover.work_dir,
+        host_private_key=settings.chain.host_private_key.get_secret_value(),
+        # The cache's own embedder (same client key), loaded once per process.
+        embedder=client_once("embedder", str(embedding_path), lambda: Embedder(embedding_path))
+        if embedding_path is not None and embedding_path.exists()
+        else None,
+    )
+    return ApiServer(create_app(settings.api, services), settings.api.host, settings.api.port)
+
+
+def run_serve(settings: Settings, args: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM; exit 1 if the server stops on its own."""
+    group = ServiceGroup({"api": build_api(settings)})
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: group.request_stop())
+    return group.run()

@@ -1,0 +1,122 @@
+"""Find the jobs that should have a run and have none: the safety net under the watcher.
+
+Jobs are scanned by id from a low-water mark kept in storage: every job below it is final for
+this host (settled, refunded, cancelled, expired or another host's), so a scan costs one read
+per job that is still open, not one per job ever posted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+
+from fabstir.chain import ETH, ChainClient, Eligibility, JobEvent, JobEventKind, model_id_of
+from fabstir.domain import ZERO_ADDRESS, Job, JobState
+from fabstir.errors import JobRejected, ObjectMissing
+from fabstir.settings import HostSettings
+from fabstir.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+
+LOW_WATER_KEY = "reconcile/low-water.json"
+# Run states after which a job has no live run; any other state counts as a run.
+ENDED_UNSUCCESSFULLY = frozenset({"FAILED", "CRASHED", "CANCELLED"})
+
+
+def host_eligibility(chain: ChainClient, host: HostSettings) -> Eligibility:
+    """Which posted jobs this host takes: its models, at its prices (ETH and each ERC-20)."""
+    prices = {ETH: host.price_per_token_wei}
+    prices.update(
+        {chain.token_address(symbol): price for symbol, price in host.token_prices.items()}
+    )
+    return Eligibility(
+        host=chain.address,
+        model_ids=frozenset(model_id_of(spec.id) for spec in host.models),
+        prices=prices,
+    )
+
+
+def _as_posted_event(job: Job) -> JobEvent:
+    return JobEvent(
+        kind=JobEventKind.POSTED,
+        job_id=job.job_id,
+        block_number=0,
+        log_index=0,
+        tx_hash="",
+        fields={
+            "host": job.host,
+            "modelId": job.model_id,
+            "paymentToken": job.payment_token,
+            "pricePerToken": job.price_per_token_wei,
+            "maxTokens": job.max_tokens,
+            "deposit": job.deposit_wei,
+        },
+    )
+
+
+def _is_final_for(job: Job, host: str, now: int) -> bool:
+    if job.state in (JobState.SETTLED, JobState.REFUNDED, JobState.CANCELLED):
+        return True
+    if job.host != ZERO_ADDRESS and job.host.lower() != host.lower():
+        return True
+    return job.deadline < now
+
+
+def open_jobs(chain: ChainClient, store: ObjectStore, eligibility: Eligibility) -> list[int]:
+    """Return posted jobs this host would take and jobs it claimed but has not settled.
+
+    Advances the low-water mark past the leading jobs that are final for this host.
+    """
+    low_water = _read_low_water(store)
+    now, gas_price_wei = chain.chain_time(), chain.gas_price_wei()
+    found: list[int] = []
+    job_id, leading_final = low_water, True
+    while True:
+        try:
+            job = chain.get_job(job_id)
+        except JobRejected as exc:
+            if exc.code != "unknown_job":
+                raise
+            break
+        final = _is_final_for(job, eligibility.host, now)
+        if leading_final and final:
+            low_water = job_id + 1
+        leading_final = leading_final and final
+        if not final:
+            reason = None
+            if job.state is JobState.POSTED:
+                reason = eligibility.skip_reason(_as_posted_event(job), gas_price_wei)
+            if reason is None:
+                found.append(job_id)
+            else:
+                log.debug("not ours to take", extra={"job_id": job_id, "reason": reason})
+        job_id += 1
+    store.put(LOW_WATER_KEY, json.dumps({"job_id": low_water}).encode())
+    return found
+
+
+def _read_low_water(store: ObjectStore) -> int:
+    try:
+        return int(json.loads(store.get(LOW_WATER_KEY))["job_id"])
+    except ObjectMissing:
+        return 1
+
+
+def jobs_to_start(
+    candidates: Sequence[int], run_states: Mapping[int, Sequence[str]], max_runs: int
+) -> list[int]:
+    """Return the candidates with no live or completed run and fewer than ``max_runs`` runs.
+
+    ``run_states`` maps a job id to the state types (``"RUNNING"``, ``"FAILED"``...) of its runs.
+    """
+    start = []
+    for job_id in candidates:
+        states = run_states.get(job_id, ())
+        if any(state not in ENDED_UNSUCCESSFULLY for state in states):
+            continue
+        if len(states) >= max_runs:
+            log.warning("job keeps failing; not starting it again", extra={"job_id": job_id})
+            continue
+        start.append(job_id)
+    return start

@@ -1,0 +1,139 @@
+"""Copy every object from one store to another, verifying each copy, so a crashed run can resume.
+
+Each object is written atomically and read back before it counts as copied; an object whose copy
+already holds the source's bytes is skipped. So re-running after a crash copies only what is
+missing or wrong, and running twice changes nothing. The source is never modified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from fabstir.errors import FabstirError, IntegrityError, ObjectMissing
+from fabstir.settings import Settings
+from fabstir.storage.store import ObjectStore
+
+# A content address: the sha2-256 multihash prefix and the digest (see addressing.py).
+_CONTENT_NAME = re.compile(r"^1220([0-9a-f]{64})$")
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["copied", "skipped", "failed"]
+
+
+@dataclass(frozen=True)
+class MigrationPart:
+    """One backend to copy: results and job index, cache tables, or model files."""
+
+    name: str
+    source_url: str
+    target_url: str
+
+
+def plan_migration(
+    settings: Settings,
+    target_storage_url: str,
+    target_cache_url: str | None = None,
+    target_models_url: str | None = None,
+) -> list[MigrationPart]:
+    """Return the parts to copy from this node's backends to the targets that are given.
+
+    Storage holds prompts, results and the job index; the cache is the LanceDB directory (its
+    files are immutable once written, so a file-by-file copy of a quiet table is consistent);
+    models are the downloaded model files and the embedding model.
+    """
+    assert settings.storage.url is not None and settings.cache.uri is not None
+    parts = [MigrationPart("storage", settings.storage.url, target_storage_url)]
+    if target_cache_url:
+        parts.append(MigrationPart("cache", _as_url(settings.cache.uri), target_cache_url))
+    if target_models_url:
+        parts.append(
+            MigrationPart("models", f"file://{settings.home / 'models'}", target_models_url)
+        )
+    for part in parts:
+        if part.source_url.rstrip("/") == part.target_url.rstrip("/"):
+            raise ValueError(f"{part.name}: source and target are the same URL {part.target_url}")
+    return parts
+
+
+def _as_url(location: str) -> str:
+    return location if "://" in location else f"file://{location}"
+
+
+@dataclass(frozen=True)
+class MigrationCounts:
+    part: str
+    copied: int
+    skipped: int
+    failed: int
+    failed_keys: tuple[str, ...] = ()
+
+
+def copy_objects(
+    source: ObjectStore,
+    target: ObjectStore,
+    *,
+    part: str = "objects",
+    on_object: Callable[[str, Outcome], None] | None = None,
+) -> MigrationCounts:
+    """Copy every object of ``source`` that ``target`` lacks or holds with other bytes.
+
+    A copy counts only after it is read back from ``target`` with the source's SHA-256; one
+    that is not is reported as failed (and left for the next run to replace), not raised.
+    """
+    counts: dict[Outcome, int] = {"copied": 0, "skipped": 0, "failed": 0}
+    failed: list[str] = []
+    for key in source.list():
+        outcome = _copy_one(source, target, key)
+        counts[outcome] += 1
+        if outcome == "failed":
+            failed.append(key)
+        if on_object is not None:
+            on_object(key, outcome)
+    log.info("migration part done", extra={"part": part, **counts})
+    return MigrationCounts(part=part, failed_keys=tuple(failed), **counts)
+
+
+def check_migrated(counts: list[MigrationCounts]) -> None:
+    """Raise unless every object of every part arrived intact.
+
+    Raises:
+        IntegrityError: some objects failed to copy or to verify; re-run to retry them.
+    """
+    failed = {c.part: list(c.failed_keys[:5]) for c in counts if c.failed}
+    if failed:
+        raise IntegrityError(
+            "objects failed to migrate; re-run to retry them", code="migration_failed", **failed
+        )
+
+
+def _copy_one(source: ObjectStore, target: ObjectStore, key: str) -> Outcome:
+    try:
+        data = source.get(key)
+        digest = hashlib.sha256(data).digest()
+        named = _CONTENT_NAME.match(key.rsplit("/", 1)[-1])
+        if named and named.group(1) != digest.hex():
+            log.error("source object does not match its content address", extra={"key": key})
+            return "failed"
+        if _digest_at(target, key) == digest:
+            return "skipped"
+        target.put(key, data)
+        if _digest_at(target, key) != digest:
+            log.error("copy does not match its source", extra={"key": key})
+            return "failed"
+    except FabstirError as exc:
+        log.error("object not copied", extra={"key": key, "error": str(exc)})
+        return "failed"
+    return "copied"
+
+
+def _digest_at(store: ObjectStore, key: str) -> bytes | None:
+    try:
+        return hashlib.sha256(store.get(key)).digest()
+    except ObjectMissing:
+        return None

@@ -1,0 +1,160 @@
+"""Jobs reach a real Prefect server and a real process worker the ways operators start them:
+`prefect deployment run`, the chain watcher's event and its deployment trigger, the reconcile
+flow, and `fabstir-node run`'s in-process runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+from prefect.client.schemas.objects import FlowRun
+from prefect.settings import PREFECT_API_URL
+
+from deployments.bootstrap import bootstrap
+from deployments.runner import EventDispatch, LocalRunner
+from fabstir.commands.run import build_watcher
+from fabstir.domain import JobState
+from fabstir.service import ServiceGroup
+from fabstir.settings import load_settings
+from flows.reconcile import reconcile
+from tests.conftest import REPO_ROOT
+from tests.e2e.conftest import MAX_TOKENS, Node
+
+pytestmark = pytest.mark.e2e
+
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+# Above the watcher's gas floor (200k gas at anvil's ~1 gwei), which the fixture's price is not.
+WATCHED_PRICE_WEI = 10**14
+
+
+@pytest.fixture(scope="module")
+def bootstrapped(prefect_server: None) -> None:
+    bootstrap(load_settings().orchestration)
+
+
+@pytest.fixture
+def worker(bootstrapped: None, node: Node, tmp_path: Path) -> Iterator[None]:
+    """One process worker for GPU 0 of the gpu pool (and the cpu pool), polling every second."""
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "FABSTIR_ORCHESTRATION__GPU": "0",
+        "CUDA_VISIBLE_DEVICES": "0",
+    }
+    log = (tmp_path / "worker.log").open("wb")
+    processes = [
+        subprocess.Popen(
+            [PREFECT, "worker", "start", "--type=process", f"--pool={pool}", *queues],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        for pool, queues in (("gpu", ["-q", "default", "-q", "gpu-0"]), ("cpu", []))
+    ]
+    try:
+        yield
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
+        log.close()
+
+
+def _wait_for_run(name: str, since: datetime, timeout_s: float = 180) -> FlowRun:
+    """Wait for the run ``name`` created after ``since`` to finish (job ids repeat per devnet)."""
+    deadline = time.monotonic() + timeout_s
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name]))
+            )
+            final = [
+                run
+                for run in runs
+                if run.created is not None
+                and run.created >= since
+                and run.state is not None
+                and run.state.is_final()
+            ]
+            if final:
+                return final[0]
+            time.sleep(0.5)
+    raise AssertionError(f"no finished run {name} within {timeout_s} s")
+
+
+def _post_watched(node: Node, prompt: str) -> int:
+    from fabstir.storage import put_content
+
+    uri, digest = put_content(node.store, prompt.encode(), "prompts")
+    return node.renter.post_job(
+        node.model.id,
+        digest,
+        uri,
+        MAX_TOKENS,
+        WATCHED_PRICE_WEI,
+        MAX_TOKENS * WATCHED_PRICE_WEI,
+        node.renter.chain_time() + 3600,
+    )
+
+
+def test_deployment_run_event_trigger_and_reconcile_each_settle_a_job(
+    node: Node, worker: None
+) -> None:
+    since = datetime.now(UTC)
+    by_cli, by_event, missed = (
+        _post_watched(node, prompt)
+        for prompt in ("the cat sat on the mat", "the dog ran far", "the sun and the sea")
+    )
+
+    subprocess.run(
+        [PREFECT, "deployment", "run", "inference-job/gpu", "--param", f"job_id={by_cli}"],
+        env={**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()},
+        check=True,
+        capture_output=True,
+    )
+    EventDispatch().track(by_event)
+    runs = [_wait_for_run(f"job-{job_id}", since) for job_id in (by_cli, by_event)]
+    assert reconcile() == [missed], "reconcile starts only the job that has no run"
+    runs.append(_wait_for_run(f"job-{missed}", since))
+
+    for job_id, run in zip((by_cli, by_event, missed), runs, strict=True):
+        assert run.state is not None and run.state.is_completed(), run.state
+        assert node.renter.get_job(job_id).state is JobState.SETTLED
+    assert reconcile() == []
+    with get_client(sync_client=True) as client:
+        summary = client.read_latest_artifacts(limit=50)
+    assert {f"job-{job_id}" for job_id in (by_cli, by_event, missed)} <= {a.key for a in summary}
+
+
+def test_the_watcher_hands_posted_jobs_to_the_in_process_runner(
+    node: Node, bootstrapped: None
+) -> None:
+    settings = load_settings()
+    runner = LocalRunner("inference-job/gpu", max_concurrent=2, heartbeat_s=30)
+    group = ServiceGroup({"job-runner": runner, "watcher": build_watcher(settings, runner.track)})
+    exit_code: list[int] = []
+    since = datetime.now(UTC)
+    thread = threading.Thread(target=lambda: exit_code.append(group.run()))
+    thread.start()
+    try:
+        job_id = _post_watched(node, "the cat sat on the mat")
+        run = _wait_for_run(f"job-{job_id}", since)
+    finally:
+        group.request_stop()
+        thread.join(timeout=60)
+
+    assert run.state is not None and run.state.is_completed(), run.state
+    assert run.deployment_id is not None, "a local run still belongs to the deployment"
+    assert node.renter.get_job(job_id).state is JobState.SETTLED
+    assert exit_code == [0]

@@ -1,0 +1,151 @@
+"""The job watcher on anvil: confirmations, eligibility, and resuming after a restart."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from web3 import Web3
+
+from fabstir.chain import ETH, ChainClient, Eligibility, JobEvent, JobEventKind, JobWatcher
+from fabstir.errors import ConfigError
+from tests.integration.chain.conftest import MODEL, OTHER_MODEL, PRICE_PER_TOKEN_WEI
+
+pytestmark = pytest.mark.integration
+
+RESULT_HASH = "0x" + "22" * 32
+
+
+def mine(w3: Web3, blocks: int) -> None:
+    w3.provider.make_request("anvil_mine", [hex(blocks)])
+
+
+def test_events_are_handed_on_only_when_confirmations_deep(
+    registered_host: ChainClient,
+    post_job: Callable[..., int],
+    w3: Web3,
+    tmp_path: Path,
+    proof_for: Callable[[int, str, int], bytes],
+) -> None:
+    seen: list[JobEvent] = []
+    watcher = JobWatcher(registered_host, tmp_path / "cursor.json", seen.append, confirmations=3)
+    watcher.start()
+    job_id = post_job()
+    assert watcher.poll() == 0
+    mine(w3, 3)
+    assert watcher.poll() == 1
+    (posted,) = seen
+    assert (posted.kind, posted.job_id) == (JobEventKind.POSTED, job_id)
+    assert posted.fields["modelId"] == Web3.keccak(text=MODEL).to_0x_hex()
+    assert posted.fields["deposit"] == 100 * PRICE_PER_TOKEN_WEI
+    registered_host.claim_job(job_id)
+    registered_host.submit_result(
+        job_id, RESULT_HASH, "file:///r", 3, proof_for(job_id, RESULT_HASH, 3)
+    )
+    mine(w3, 3)
+    assert watcher.poll() == 2
+    assert [e.kind for e in seen] == [
+        JobEventKind.POSTED,
+        JobEventKind.CLAIMED,
+        JobEventKind.SETTLED,
+    ]
+    assert seen[2].fields["tokens"] == 3
+
+
+def test_a_restarted_watcher_resumes_exactly_where_it_stopped(
+    renter: ChainClient, post_job: Callable[..., int], tmp_path: Path
+) -> None:
+    cursor = tmp_path / "cursor.json"
+    first_run: list[int] = []
+    crash_after = 2
+
+    def crash_on_third(event: JobEvent) -> None:
+        if len(first_run) == crash_after:
+            raise RuntimeError("node crashed")
+        first_run.append(event.job_id)
+
+    jobs = [post_job() for _ in range(4)]
+    watcher = JobWatcher(renter, cursor, crash_on_third)
+    watcher.start()
+    with pytest.raises(RuntimeError):
+        watcher.poll()
+    assert first_run == jobs[:2]
+
+    second_run: list[int] = []
+    restarted = JobWatcher(renter, cursor, lambda e: second_run.append(e.job_id))
+    restarted.start()
+    assert restarted.poll() == 2
+    assert second_run == jobs[2:]
+    later = post_job()
+    again = JobWatcher(renter, cursor, lambda e: second_run.append(e.job_id))
+    again.start()
+    again.poll()
+    assert second_run == [*jobs[2:], later]
+
+
+def test_only_jobs_this_host_would_take_are_handed_on(
+    registered_host: ChainClient,
+    renter: ChainClient,
+    post_job: Callable[..., int],
+    stable: str,
+    tmp_path: Path,
+) -> None:
+    eligibility = Eligibility(
+        host=registered_host.address,
+        model_ids=frozenset({Web3.keccak(text=MODEL).to_0x_hex()}),
+        prices={ETH: PRICE_PER_TOKEN_WEI},
+    )
+    # 100 tokens at 10^13 wei pay more than serving costs in gas at anvil's ~1 gwei.
+    price = 10**13
+    good = post_job(price=price)
+    post_job(model_name=OTHER_MODEL, price=price)
+    post_job(price=PRICE_PER_TOKEN_WEI - 1)
+    post_job(price=price, deposit=100 * price - 1)
+    post_job(token=stable, price=5)
+    post_job(host=renter.address, price=price)
+    post_job(max_tokens=1, price=price)  # pays less than the gas to serve it
+    direct = post_job(host=registered_host.address, price=price)
+    seen: list[int] = []
+    watcher = JobWatcher(
+        registered_host,
+        tmp_path / "c.json",
+        lambda e: seen.append(e.job_id),
+        eligibility=eligibility,
+    )
+    watcher.start()
+    watcher.poll()
+    assert seen == [good, direct]
+
+
+def test_run_and_stop_in_a_thread(
+    renter: ChainClient, post_job: Callable[..., int], tmp_path: Path
+) -> None:
+    got = threading.Event()
+    watcher = JobWatcher(renter, tmp_path / "c.json", lambda e: got.set(), poll_s=0.05)
+    thread = threading.Thread(target=watcher.run)
+    thread.start()
+    try:
+        post_job()
+        assert got.wait(10)
+    finally:
+        watcher.stop()
+        thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_a_cursor_of_another_deployment_is_refused(renter: ChainClient, tmp_path: Path) -> None:
+    cursor = tmp_path / "c.json"
+    cursor.write_text(
+        '{"chain_id": 1, "job_marketplace": "0x0", "scanned": 5, "last_event": [5, 0]}'
+    )
+    with pytest.raises(ConfigError) as caught:
+        JobWatcher(renter, cursor, print).start()
+    assert caught.value.code == "cursor_mismatch"
+    cursor.write_text("{")
+    with pytest.raises(ConfigError) as caught:
+        JobWatcher(renter, cursor, print).start()
+    assert caught.value.code == "cursor_corrupt"
+    with pytest.raises(ValueError):
+        JobWatcher(renter, cursor, print, confirmations=-1)

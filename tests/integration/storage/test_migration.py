@@ -1,0 +1,111 @@
+"""Migration from the local store to S3 (and back), killed half way and run again."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fabstir.storage import ObjectStore, copy_objects, put_content
+from tests.conftest import REPO_ROOT
+from tests.integration.storage.conftest import StoreFactory
+
+pytestmark = pytest.mark.integration
+
+OBJECTS = 120
+KILL_AFTER = 50
+
+# Run in a child process so that it can really be killed (SIGKILL: no cleanup, no finally).
+CHILD = """
+import json, os, signal, sys
+from fabstir.settings import StorageSettings
+from fabstir.storage import copy_objects, open_store
+source, target, kill_after = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
+done = 0
+def on_object(key, outcome):
+    global done
+    done += 1
+    if done == kill_after:
+        os.kill(os.getpid(), signal.SIGKILL)
+copy_objects(
+    open_store(StorageSettings(url=source)),
+    open_store(StorageSettings(**target)),
+    on_object=on_object,
+)
+"""
+
+
+def _fill(store: ObjectStore) -> dict[str, bytes]:
+    for n in range(OBJECTS):
+        put_content(store, f"result {n}".encode() * (n + 1), "results")
+        store.put(f"jobs/{n}.json", json.dumps({"job_id": n}).encode())
+    return {key: store.get(key) for key in store.list()}
+
+
+def test_killed_migration_resumes_without_loss_or_duplicates(
+    make_store: StoreFactory, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    source = ObjectStore(f"file://{tmp_path / 'source'}")
+    expected = _fill(source)
+    target = make_store("target")
+    target_settings = {"url": target.base_url}
+    if target.base_url.startswith("s3://"):
+        server = request.getfixturevalue("s3_server")
+        target_settings |= {
+            "s3_endpoint_url": server.endpoint_url,
+            "s3_access_key_id": server.key,
+            "s3_secret_access_key": server.secret,
+        }
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            source.base_url,
+            json.dumps(target_settings),
+            str(KILL_AFTER),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    copied_before = set(target.list())
+    assert 0 < len(copied_before) < len(expected)
+
+    counts = copy_objects(source, target)
+
+    assert (counts.skipped, counts.failed) == (len(copied_before), 0)
+    assert counts.copied == len(expected) - len(copied_before)
+    assert target.list() == sorted(expected)
+    assert {key: target.get(key) for key in target.list()} == expected
+    again = copy_objects(source, target)
+    assert (again.copied, again.skipped, again.failed) == (0, len(expected), 0)
+
+
+def test_a_corrupt_target_object_is_replaced(tmp_path: Path) -> None:
+    source = ObjectStore(f"file://{tmp_path / 'source'}")
+    target = ObjectStore(f"file://{tmp_path / 'target'}")
+    expected = _fill(source)
+    copy_objects(source, target)
+    target.put("jobs/3.json", b"garbage")
+    counts = copy_objects(source, target)
+    assert (counts.copied, counts.skipped, counts.failed) == (1, len(expected) - 1, 0)
+    assert target.get("jobs/3.json") == expected["jobs/3.json"]
+
+
+def test_a_corrupt_source_object_is_reported_not_copied(tmp_path: Path) -> None:
+    source = ObjectStore(f"file://{tmp_path / 'source'}")
+    target = ObjectStore(f"file://{tmp_path / 'target'}")
+    uri, _ = put_content(source, b"honest", "results")
+    key = source.key_of(uri)
+    source.put(key, b"tampered")
+    counts = copy_objects(source, target)
+    assert (counts.copied, counts.failed, counts.failed_keys) == (0, 1, (key,))
+    assert not target.exists(key)

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from fabstir.api.limits import RateLimiter, StreamSlots
+from fabstir.api.streams import JobStreams, StreamFailed, Turn, TurnEnded
+from fabstir.domain import InferenceResult, chat_prompt, prompt_messages
+from fabstir.errors import JobRejected, LimitExceeded, TransientError
+from fabstir.models import SamplingParams, TokenPiece
+
+
+def test_the_rate_limiter_refuses_beyond_its_rate_and_refills() -> None:
+    now = [0.0]
+    limiter = RateLimiter(per_min=2, clock=lambda: now[0])
+    limiter.hit("a")
+    limiter.hit("a")
+    limiter.hit("b")
+    with pytest.raises(LimitExceeded) as info:
+        limiter.hit("a")
+    assert info.value.code == "rate_limited" and 0 < info.value.context["retry_after_s"] <= 30
+    now[0] = 30.0
+    limiter.hit("a")
+
+
+def test_stream_slots_are_bounded() -> None:
+    slots = StreamSlots(1)
+    slots.acquire()
+    with pytest.raises(LimitExceeded):
+        slots.acquire()
+    slots.release()
+    slots.acquire()
+
+
+RESULT = InferenceResult(text="ab", prompt_tokens=3, completion_tokens=2, cache_hit=False)
+
+
+def test_a_stream_carries_one_turn_from_producer_to_consumer() -> None:
+    streams = JobStreams()
+    stream = streams.open(1, Turn(SamplingParams()))
+    with pytest.raises(JobRejected) as info:
+        streams.open(1, Turn(SamplingParams()))
+    assert info.value.code == "job_busy"
+
+    def produce() -> None:
+        for _ in streams.get(1).turns():
+            stream.publish(TokenPiece("a", 1))
+            stream.publish(TokenPiece("b", 1))
+            stream.end_turn(RESULT, "stop")
+
+    threading.Thread(target=produce).start()
+    events = [stream.next_event(5) for _ in range(3)]
+    assert events == [TokenPiece("a", 1), TokenPiece("b", 1), TurnEnded(RESULT, "stop")]
+    streams.release(stream)
+    assert streams.get(1) is None
+
+
+def test_a_cancelled_stream_refuses_pieces_and_a_failure_reaches_the_consumer() -> None:
+    stream = JobStreams().open(2, Turn(SamplingParams()), multi_turn=True)
+    stream.cancel()
+    assert stream.publish(TokenPiece("x", 1)) is False
+    stream.fail(ValueError("boom"))
+    event = stream.next_event(1)
+    assert isinstance(event, StreamFailed) and str(event.error) == "boom"
+    with pytest.raises(JobRejected):
+        stream.submit(Turn(SamplingParams()))
+    with pytest.raises(TransientError) as info:
+        stream.next_event(0.01)
+    assert info.value.code == "stream_timeout"
+
+
+def test_chat_prompt_documents_round_trip_and_plain_text_is_one_user_turn() -> None:
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "héllo"}]
+    document = chat_prompt(messages)
+    assert document == chat_prompt([dict(reversed(m.items())) for m in messages])
+    assert prompt_messages(document.decode()) == messages
+    assert prompt_messages("plain text") == [{"role": "user", "content": "plain text"}]
+    assert prompt_messages('{"messages": "not turns"}')[0]["role"] == "user"

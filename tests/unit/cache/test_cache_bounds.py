@@ -1,0 +1,140 @@
+"""TTL, size bound, renter erasure, the ANN index threshold and the temperature bypass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fabstir.cache import SemanticCache, answer_reusable
+from fabstir.errors import ConfigError
+
+PARAMS = '{"temperature":0.0}'
+MODEL = "model"
+RENTER = "0x" + "ab" * 20
+
+
+class Clock:
+    """A settable clock: TTLs span days, which a test cannot wait for."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _cache(tmp_path: Path, embedder: Any, clock: Clock, **bounds: Any) -> SemanticCache:
+    return SemanticCache(
+        str(tmp_path / "cache"), embedder, similarity_threshold=0.8, clock=clock, **bounds
+    )
+
+
+def _store(cache: SemanticCache, prompt: str, renter: str = RENTER) -> None:
+    cache.store(MODEL, prompt, PARAMS, f"answer to {prompt}", 3, renter=renter)
+
+
+def test_entries_expire_after_the_ttl(tmp_path: Path, fake_embedder: Any) -> None:
+    clock = Clock()
+    cache = _cache(tmp_path, fake_embedder, clock, ttl_s=60)
+    _store(cache, "What is the capital of France?")
+    clock.now += 59
+    assert cache.lookup(MODEL, "What is the capital of France?", PARAMS) is not None
+    assert cache.lookup(MODEL, "what is the capital city of France", PARAMS) is not None
+    clock.now += 2
+    assert cache.lookup(MODEL, "What is the capital of France?", PARAMS) is None
+    assert cache.lookup(MODEL, "what is the capital city of France", PARAMS) is None
+    assert cache.expire() == 1
+    assert cache._table.count_rows() == 0
+
+
+def test_the_oldest_entries_are_evicted_beyond_the_bound(
+    tmp_path: Path, fake_embedder: Any
+) -> None:
+    clock = Clock()
+    cache = _cache(tmp_path, fake_embedder, clock, max_entries=3)
+    for n in range(5):
+        clock.now += 1
+        _store(cache, f"question number {n}")
+    assert cache.evict() == 2
+    assert cache.lookup(MODEL, "question number 0", PARAMS) is None
+    assert cache.lookup(MODEL, "question number 1", PARAMS) is None
+    assert cache.lookup(MODEL, "question number 4", PARAMS) is not None
+    assert cache.evict() == 0
+
+
+def test_compaction_applies_ttl_and_bound(
+    tmp_path: Path, fake_embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("fabstir.cache.semantic._COMPACT_EVERY", 4)
+    clock = Clock()
+    cache = _cache(tmp_path, fake_embedder, clock, max_entries=2, ttl_s=100)
+    for n in range(4):
+        clock.now += 1
+        _store(cache, f"question number {n}")
+    assert cache._table.count_rows() == 2
+
+
+def test_erasure_removes_every_entry_of_the_renter(tmp_path: Path, fake_embedder: Any) -> None:
+    cache = _cache(tmp_path, fake_embedder, Clock())
+    other = "0x" + "cd" * 20
+    _store(cache, "What is the capital of France?")
+    _store(cache, "How do I boil an egg?", renter=RENTER.upper().replace("0X", "0x"))
+    _store(cache, "Why is the sky blue?", renter=other)
+    assert cache.erase_renter(RENTER) == 2
+    assert cache.lookup(MODEL, "What is the capital of France?", PARAMS) is None
+    assert cache.lookup(MODEL, "How do I boil an egg?", PARAMS) is None
+    assert cache.lookup(MODEL, "Why is the sky blue?", PARAMS) is not None
+    assert cache.erase_renter("x' OR '1'='1") == 0
+    assert cache._table.count_rows() == 1
+
+
+def test_an_ann_index_is_built_past_the_threshold(tmp_path: Path, fake_embedder: Any) -> None:
+    import numpy as np
+
+    cache = _cache(tmp_path, fake_embedder, Clock(), index_min_rows=256)
+    assert cache.ensure_index() is False
+    rng = np.random.default_rng(0)
+    rows = []
+    for n in range(300):
+        vector = rng.normal(size=fake_embedder.dimension).astype(np.float32)
+        rows.append(
+            {
+                "key": f"k{n}",
+                "model_id": MODEL,
+                "params_key": PARAMS,
+                "prompt": f"synthetic {n}",
+                "answer_text": "x",
+                "completion_tokens": 1,
+                "renter": RENTER,
+                "created_at": 1_000_000.0,
+                "vector": vector / np.linalg.norm(vector),
+            }
+        )
+    cache._table.add(rows)
+    _store(cache, "What is the capital of France?")
+    assert cache.ensure_index() is True
+    assert [i.index_type for i in cache._table.list_indices()] == ["IvfPq"]
+    assert cache.ensure_index() is True  # kept, not rebuilt
+    assert len(cache._table.list_indices()) == 1
+    hit = cache.lookup(MODEL, "what is the capital city of France", PARAMS)
+    assert hit is not None and hit.cached_prompt == "What is the capital of France?"
+
+
+@pytest.mark.parametrize(
+    "bounds", [{"ttl_s": 0}, {"ttl_s": -5}, {"max_entries": 0}, {"index_min_rows": 10}]
+)
+def test_bounds_out_of_range_are_config_errors(
+    tmp_path: Path, fake_embedder: Any, bounds: dict[str, Any]
+) -> None:
+    with pytest.raises(ConfigError):
+        _cache(tmp_path, fake_embedder, Clock(), **bounds)
+
+
+def test_temperature_above_zero_bypasses_unless_reuse_is_allowed() -> None:
+    assert answer_reusable(0.0, allow_reuse=False)
+    assert not answer_reusable(0.7, allow_reuse=False)
+    assert answer_reusable(0.7, allow_reuse=True)
+    with pytest.raises(ValueError):
+        answer_reusable(-0.1, allow_reuse=True)
