@@ -207,8 +207,11 @@ def main() -> None:
 
     import llama_cpp
 
+    # The machine may be shared: the load around the run says how far to trust the figures.
+    load_before = os.getloadavg()[0]
     single = _single(args.model, args.max_tokens, args.repeats)
     concurrent = _concurrent(args.model, args.max_tokens, args.repeats)
+    load_after = os.getloadavg()[0]
     ratios = {
         "load_time_raw_over_engine": single["raw"]["load_s"] / single["engine"]["load_s"],
         "ttft_raw_over_engine": single["raw"]["ttft_s"] / single["engine"]["ttft_s"],
@@ -237,6 +240,7 @@ def main() -> None:
             "python": platform.python_version(),
             "llama_cpp_python": llama_cpp.__version__,
             "threads": THREADS,
+            "load_average_1m": {"before": load_before, "after": load_after},
         },
     }
     print(f"{'single request':<28}{'raw':>12}{'engine':>12}")
@@ -248,6 +252,7 @@ def main() -> None:
     print()
     for name, value in ratios.items():
         print(f"{name:<48}{value:>8.3f}")
+    print(f"\n1-minute load average: {load_before:.2f} before, {load_after:.2f} after")
     if args.json:
         print(json.dumps(report))
 

@@ -1,6 +1,6 @@
 """One Prefect Block per external system; each builds its core client once per process."""
 
-from blocks._clients import current_settings
+from blocks._clients import current_settings, job_streams
 from blocks.cache import CacheBlock
 from blocks.chain import ChainBlock
 from blocks.engine import EngineBlock
@@ -14,4 +14,5 @@ __all__ = [
     "ProverBlock",
     "StorageBlock",
     "current_settings",
+    "job_streams",
 ]

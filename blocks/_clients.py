@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fabstir.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from fabstir.api import JobStreams
 
 T = TypeVar("T")
 
@@ -25,3 +28,10 @@ def client_once(kind: str, config_json: str, build: Callable[[], T]) -> T:
 
 def current_settings() -> Settings:
     return load_settings()
+
+
+def job_streams() -> JobStreams:
+    """Return this process's token streams: the API subscribes, the infer step publishes."""
+    from fabstir.api import JobStreams
+
+    return client_once("job-streams", "", JobStreams)

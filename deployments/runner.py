@@ -5,7 +5,8 @@ inference-job deployment (so the UI, automations and the crash re-run treat it l
 other), executed in a thread of this process instead of a subprocess a worker spawns (5-18 s).
 Its flow runs send no heartbeat thread of their own (that thread costs ~1 s per run to join);
 one thread here sends the same ``prefect.flow-run.heartbeat`` events for every run in progress,
-so the zombie automation still marks the runs of a dead process Crashed.
+so the zombie automation still marks the runs of a dead process Crashed. The renter API's direct
+jobs run here too (:meth:`LocalRunner.run_now`), in the process that holds their streams.
 
 :class:`EventDispatch` emits ``fabstir.job.posted``; the deployment trigger in ``prefect.yaml``
 turns it into a run that any worker of the pool picks up (hosts with several workers).
@@ -26,8 +27,9 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.events import emit_event
 from prefect.flow_engine import run_flow_sync
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-from prefect.states import Pending
+from prefect.states import Pending, State
 
+from fabstir.domain import Receipt
 from tasks._events import job_resource
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,15 @@ class LocalRunner:
         """Queue a job; called from the watcher's thread, so it never blocks."""
         self._jobs.put(job_id)
 
+    def run_now(self, job_id: int) -> Future[Receipt]:
+        """Start a run of a job a renter asked the API for (the API holds its stream); the
+        future has the run's receipt, or raises the flow's error.
+
+        Each request gets a run of its own: the API lets one request at a time stream a job, and
+        a job refused or cancelled once may be asked for again.
+        """
+        return self._executor.submit(self._run_direct, job_id)
+
     def run(self) -> None:
         while not self._stopping.is_set():
             try:
@@ -100,18 +111,28 @@ class LocalRunner:
             return len(self._running)
 
     def _run_job(self, job_id: int) -> None:
+        # A job announced twice gets one run.
+        self._execute(job_id, idempotency_key=f"job-{job_id}-posted")
+
+    def _run_direct(self, job_id: int) -> Receipt:
+        state = self._execute(job_id, idempotency_key=None)
+        assert state is not None, "a run without an idempotency key is always new"
+        return state.result()
+
+    def _execute(self, job_id: int, idempotency_key: str | None) -> State | None:
+        """Create and execute the job's run; return its final state, or None if the key
+        already had a run."""
         assert self._deployment_id is not None, "call start() first"
         with get_client(sync_client=True) as client:
             flow_run = client.create_flow_run_from_deployment(
                 self._deployment_id,
                 parameters={"job_id": job_id},
                 state=Pending(),
-                # A job announced twice gets one run.
-                idempotency_key=f"job-{job_id}-posted",
+                idempotency_key=idempotency_key,
             )
         if flow_run.state is None or not flow_run.state.is_pending():
             log.info("job already has a run", extra={"job_id": job_id, "run": str(flow_run.id)})
-            return
+            return None
         with self._lock:
             self._running[flow_run.id] = flow_run
         self._heartbeat(flow_run)
@@ -124,6 +145,7 @@ class LocalRunner:
                     return_type="state",
                 )
             log.info("job run ended", extra={"job_id": job_id, "state": state.type.value})
+            return state
         finally:
             with self._lock:
                 del self._running[flow_run.id]

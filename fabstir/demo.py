@@ -43,8 +43,9 @@ def run_demo(settings: Settings, *, as_json: bool) -> int:
     if as_json:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from fabstir.chain import ChainClient, Devnet, Offer
-    from fabstir.proofs import BillingProver, verify_delivery
-    from fabstir.storage import ObjectStore, decode_record, get_verified, put_content
+    from fabstir.client import RenterClient
+    from fabstir.proofs import BillingProver
+    from fabstir.storage import ObjectStore, put_content
     from flows.inference_job import inference_job
 
     assert settings.storage.url is not None and settings.prover.work_dir is not None
@@ -59,7 +60,7 @@ def run_demo(settings: Settings, *, as_json: bool) -> int:
         deployment_file=settings.chain.deployment_file, models=settings.host.models
     ) as deployment:
         host = ChainClient(deployment, settings.chain.host_private_key.get_secret_value())
-        renter = ChainClient(deployment, ANVIL_KEYS[2])
+        renter = RenterClient(deployment, ANVIL_KEYS[2], prover=prover)
         stable = host.token_address(STABLE_SYMBOL)
         stable_price = settings.host.token_prices.get(STABLE_SYMBOL, DEMO_STABLE_PRICE)
         served = pull_models(settings)
@@ -68,25 +69,19 @@ def run_demo(settings: Settings, *, as_json: bool) -> int:
         # Registering stakes the registry's minimum of the staking token (FAB on the devnet).
         host.register(offers, api_url=settings.host.public_url, region=settings.host.region)
         for prompt, currency in zip(DEMO_PROMPTS, DEMO_CURRENCIES, strict=True):
-            prompt_uri, prompt_hash = put_content(store, prompt.encode(), "prompts")
-            token = host.token_address(currency)
-            price = price_wei if currency == "ETH" else stable_price
+            prompt_uri, _ = put_content(store, prompt.encode(), "prompts")
+            (offer,) = renter.find_hosts(model_name, token=currency)
             job_id = renter.post_job(
-                model_name,
-                prompt_hash,
-                prompt_uri,
-                DEMO_MAX_TOKENS,
-                price,
-                DEMO_MAX_TOKENS * price,
-                host.chain_time() + DEADLINE_S,
-                payment_token=token,
+                offer,
+                prompt.encode(),
+                max_tokens=DEMO_MAX_TOKENS,
+                ttl_s=DEADLINE_S,
+                prompt_uri=prompt_uri,
             )
             receipt = inference_job(job_id)
             # Check the delivery as a renter would: the stored bytes against the chain's
             # result hash, and the proof the settlement carried against the job's record.
-            stored = get_verified(store, receipt.result_uri, receipt.result_hash)
-            record = decode_record(stored)
-            verify_delivery(renter, prover, job_id, stored)
+            record = renter.read_result(store, job_id).record
             rows.append(
                 {
                     "job_id": job_id,

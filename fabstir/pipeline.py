@@ -25,7 +25,14 @@ from fabstir.domain import (
     prompt_messages,
 )
 from fabstir.errors import ChainError, JobRejected, ObjectMissing, ProofError
-from fabstir.models import EnginePool, LlamaEngine, ModelManager, SamplingParams, TokenPiece
+from fabstir.models import (
+    EnginePool,
+    Generation,
+    LlamaEngine,
+    ModelManager,
+    SamplingParams,
+    TokenPiece,
+)
 from fabstir.storage import (
     JobEntry,
     JobIndex,
@@ -276,6 +283,9 @@ def _answer_stream(
 ) -> InferenceResult:
     results: list[InferenceResult] = []
     budget = claimed.job.max_tokens
+    # The API may have started the first answer during the claim; it is used only if it is
+    # exactly the generation this step would start, and is cancelled after the first turn.
+    prestarted = stream.take_prestarted()
     for turn in stream.turns():
         left = budget - sum(result.completion_tokens for result in results)
         max_tokens = max(1, min(turn.params.max_tokens, left))
@@ -298,12 +308,21 @@ def _answer_stream(
             else:
                 own = turn.messages is None
                 messages = prompt_messages(claimed.prompt) if own else turn.messages
-                result, finish = _generate(engine, messages, params, stream.publish)
+                early = None
+                if prestarted is not None:
+                    first, generation = prestarted
+                    if (first.params, first.messages) == (params, tuple(messages)):
+                        early = generation
+                result, finish = _generate(engine, messages, params, stream.publish, early)
                 if own and deterministic and finish != "cancelled":
                     _fill_cache(cache, model, claimed, result)
         except BaseException as exc:
             stream.fail(exc)
             raise
+        finally:
+            if prestarted is not None:
+                prestarted[1].cancel()  # a no-op once used up
+                prestarted = None
         stream.end_turn(result, finish)
         results.append(result)
     if len(results) == 1:
@@ -324,12 +343,14 @@ def _generate(
     messages: Sequence[dict[str, str]],
     params: SamplingParams,
     publish: Callable[[TokenPiece], bool],
+    started_generation: Generation | None = None,
 ) -> tuple[InferenceResult, str]:
-    """Generate one answer, handing each piece to ``publish`` until it returns False; return the
-    answer as sent (text and tokens), with time to first token and decode speed, and why it ended.
+    """Generate one answer (or finish ``started_generation`` of it), handing each piece to
+    ``publish`` until it returns False; return the answer as sent (text and tokens), with time
+    to first token and decode speed, and why it ended.
     """
     started = time.perf_counter()
-    generation = engine.stream(messages, params)
+    generation = started_generation or engine.stream(messages, params)
     first_token_at: float | None = None
     pieces: list[str] = []
     tokens = 0

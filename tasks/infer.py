@@ -6,7 +6,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 
-from blocks import CacheBlock, EngineBlock, current_settings
+from blocks import CacheBlock, EngineBlock, current_settings, job_streams
 from fabstir import pipeline
 from fabstir.domain import ClaimedJob, InferenceResult, LocalModel
 from fabstir.settings import OrchestrationSettings
@@ -50,4 +50,5 @@ def infer(
             model,
             claimed,
             cached,
+            streams=job_streams(),
         )

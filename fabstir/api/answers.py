@@ -23,7 +23,7 @@ from fabstir.api.auth import Grant
 from fabstir.api.errors import error_body, status_of
 from fabstir.api.services import ApiContext
 from fabstir.api.streams import JobStream, StreamEvent, StreamFailed, Turn, TurnEnded
-from fabstir.domain import ZERO_ADDRESS, InferenceResult, Job, JobState, Receipt
+from fabstir.domain import ZERO_ADDRESS, InferenceResult, Job, JobState, Receipt, prompt_messages
 from fabstir.errors import FabstirError, JobRejected, TransientError
 from fabstir.models import SamplingParams, TokenPiece, to_model_id
 from fabstir.storage import put_content, sha256_hex
@@ -102,7 +102,8 @@ async def start_answer(
     *,
     multi_turn: bool = False,
 ) -> Answer:
-    """Store the prompt, start the job's flow with a stream to it, and wait for its first event.
+    """Store the prompt, start the job's flow with a stream to it and, alongside the claim,
+    the first answer's generation (which the infer step continues), and wait for its first event.
 
     Raises:
         LimitExceeded: every stream slot is taken (``too_many_streams``).
@@ -124,6 +125,7 @@ async def start_answer(
     future.add_done_callback(lambda done: _job_ended(ctx, stream, done))
     answer = Answer(stream, TurnEnded(_EMPTY, "stop"), started)
     try:
+        await run_in_threadpool(_prestart, ctx, job, document, params, stream)
         answer.first = await next_event(answer, ctx.settings.first_token_timeout_s)
         if isinstance(answer.first, StreamFailed):
             raise _as_fabstir(answer.first.error)
@@ -134,6 +136,25 @@ async def start_answer(
 
 
 _EMPTY = InferenceResult(text="", prompt_tokens=0, completion_tokens=0, cache_hit=False)
+
+
+def _prestart(
+    ctx: ApiContext, job: Job, document: bytes, params: SamplingParams, stream: JobStream
+) -> None:
+    """Start generating the first answer while the flow claims the job, so the prompt is
+    evaluated during the claim (its tokens reach the renter only through the infer step)."""
+    catalog = ctx.services.catalog
+    try:
+        model = catalog.fetch(catalog.resolve(job.model_id))
+        turn = Turn(params, tuple(prompt_messages(document.decode())))
+        generation = ctx.services.engines.engine_for(model).stream(turn.messages, params)
+    except FabstirError as exc:
+        # The flow's infer step meets the same error and reports it through the stream.
+        log.debug(
+            "answer not started ahead of the claim: %s", exc.code, extra={"job_id": job.job_id}
+        )
+        return
+    stream.prestart(turn, generation)
 
 
 def _job_ended(ctx: ApiContext, stream: JobStream, done: Future[Receipt]) -> None:

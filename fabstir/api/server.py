@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from concurrent.futures import Executor
 
 import uvicorn
 from fastapi import FastAPI
@@ -15,12 +16,17 @@ log = logging.getLogger(__name__)
 
 
 class ApiServer:
-    """Serve an app with uvicorn; ``url`` is known once ``start()`` has bound the socket."""
+    """Serve an app with uvicorn; ``url`` is known once ``start()`` has bound the socket.
 
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+    ``jobs``, the executor running the requests' job flows when the server owns it, is shut down
+    when serving ends: ``run()`` returns once the flows in progress have settled their jobs.
+    """
+
+    def __init__(self, app: FastAPI, host: str, port: int, *, jobs: Executor | None = None) -> None:
         self._app = app
         self._host = host
         self._port = port
+        self._jobs = jobs
         self._socket: socket.socket | None = None
         self._server: uvicorn.Server | None = None
         self._started = threading.Event()
@@ -57,7 +63,11 @@ class ApiServer:
 
     def run(self) -> None:
         assert self._server is not None and self._socket is not None, "call start() first"
-        self._server.run(sockets=[self._socket])
+        try:
+            self._server.run(sockets=[self._socket])
+        finally:
+            if self._jobs is not None:
+                self._jobs.shutdown(wait=True)
 
     def stop(self) -> None:
         if self._server is not None:

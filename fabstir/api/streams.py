@@ -5,6 +5,10 @@ The API and the job's flow run in one process. Before starting the flow, the API
 turns and publishes each generated piece to it as it is produced, then the rest of the flow
 (store, prove, settle) finishes after the renter has the answer. A renter who leaves cancels the
 stream, and the infer step stops before the next token.
+
+The API may start generating the first turn while the flow claims the job
+(:meth:`JobStream.prestart`): the prompt is evaluated during the claim, yet no token reaches the
+renter before the claim is mined, because only the infer step publishes.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from dataclasses import dataclass
 
 from fabstir.domain import InferenceResult
 from fabstir.errors import JobRejected, TransientError
-from fabstir.models import SamplingParams, TokenPiece
+from fabstir.models import Generation, SamplingParams, TokenPiece
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,9 @@ class JobStream:
         self._events: queue.Queue[StreamEvent] = queue.Queue()
         self._cancelled = threading.Event()
         self._closed = threading.Event()
+        self._prestarted: tuple[Turn, Generation] | None = None
+        self._prestart_taken = False
+        self._lock = threading.Lock()
 
     # Producer side: the infer step.
 
@@ -69,6 +76,14 @@ class JobStream:
         """Yield each turn to answer, waiting for the next until the renter ends the session."""
         while (turn := self._turns.get()) is not None:
             yield turn
+
+    def take_prestarted(self) -> tuple[Turn, Generation] | None:
+        """Return the generation the API started for the first turn, and what it answers; the
+        caller cancels it if it does not use it."""
+        with self._lock:
+            prestarted, self._prestarted = self._prestarted, None
+            self._prestart_taken = True
+        return prestarted
 
     def publish(self, piece: TokenPiece) -> bool:
         """Send a piece to the renter; return False once the renter cancelled the turn."""
@@ -90,6 +105,17 @@ class JobStream:
     @property
     def cancelled(self) -> bool:
         return self._cancelled.is_set()
+
+    def prestart(self, turn: Turn, generation: Generation) -> None:
+        """Hand the infer step a generation of the first turn (``turn``, with its messages)
+        started before the flow reached it; it is cancelled if the infer step has already
+        looked for one, or when the stream closes untaken."""
+        with self._lock:
+            late = self._prestart_taken or self._closed.is_set()
+            if not late:
+                self._prestarted = (turn, generation)
+        if late:
+            generation.cancel()
 
     def submit(self, turn: Turn) -> None:
         """Queue another turn of a session, once the previous one has ended.
@@ -127,6 +153,9 @@ class JobStream:
         if not self._closed.is_set():
             self._closed.set()
             self._turns.put(None)
+        prestarted = self.take_prestarted()
+        if prestarted is not None:
+            prestarted[1].cancel()
 
 
 class JobStreams:

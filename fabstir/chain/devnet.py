@@ -192,8 +192,9 @@ class Devnet:
             account = Account.from_key(account_key).address
             owner.mint(staking, account, FUNDED_STAKE)
             owner.mint(stable, account, FUNDED_STABLE)
-        for spec in self._models:
-            owner.add_model(spec.id, spec.sha256, spec.uri)
+        # Base models first: an adapter names a base that must already be registered.
+        for spec in sorted(self._models, key=lambda spec: spec.base is not None):
+            owner.add_model(spec.id, spec.sha256, spec.uri, base=spec.base)
         return deployment
 
     def stop(self) -> None:

@@ -19,13 +19,17 @@ class Offer(NamedTuple):
 
 
 class ModelRecord(NamedTuple):
-    """A ModelRegistry entry. ``sha256`` is 64 lower-case hex digits, without ``0x``."""
+    """A ModelRegistry entry. ``sha256`` is 64 lower-case hex digits, without ``0x``.
+
+    ``base_model_id`` (0x hex) is set for a LoRA adapter: the base model it applies to.
+    """
 
     model_id: str
     sha256: str
     uri: str
     name: str
     active: bool
+    base_model_id: str | None = None
 
 
 class Rating(NamedTuple):

@@ -52,12 +52,15 @@ class Eligibility:
     (for ETH jobs) a maximum payment above the gas that serving it costs.
 
     Jobs paid in an ERC-20 skip the gas check: there is no exchange rate on chain to compare with.
+    With ``direct_prompt_uri``, jobs naming this host with that prompt URI are skipped: the
+    renter API runs them when their renter connects, and the prompt reaches us only then.
     """
 
     host: str
     model_ids: frozenset[str]
     prices: Mapping[str, int]
     serve_gas: int = SERVE_GAS
+    direct_prompt_uri: str | None = None
 
     def skip_reason(self, event: JobEvent, gas_price_wei: int) -> str | None:
         """Return why this host would not take a posted job, or None when it would."""
@@ -65,6 +68,12 @@ class Eligibility:
         named = job["host"]
         if named != ETH and named.lower() != self.host.lower():
             return "direct job for another host"
+        if (
+            self.direct_prompt_uri is not None
+            and named != ETH
+            and job["promptUri"] == self.direct_prompt_uri
+        ):
+            return "direct job: the renter API runs it"
         if job["modelId"].lower() not in self.model_ids:
             return "model not served"
         our_price = self.prices.get(job["paymentToken"])

@@ -29,7 +29,8 @@ from fabstir.errors import (
     ResultIntegrityError,
     TransientError,
 )
-from fabstir.storage import ResultRecord, decode_record, sha256_hex
+from fabstir.proofs import BillingProver, VerifiedDelivery, verify_delivery
+from fabstir.storage import ObjectStore, ResultRecord, decode_record, sha256_hex
 
 log = logging.getLogger(__name__)
 
@@ -57,20 +58,23 @@ class HostOffer:
 
 @dataclass(frozen=True)
 class Delivery:
-    """A job's result, checked against the chain."""
+    """A job's result, checked against the chain: its hash, its billing proof and its record."""
 
     job: Job
     record: ResultRecord
+    proof: VerifiedDelivery
 
 
 class RenterClient:
-    """Everything a renter does, as the account of ``private_key``."""
+    """Everything a renter does, as the account of ``private_key``; ``prover`` checks the
+    billing proofs of deliveries (its SRS must be the one the chain's verifiers were built on)."""
 
     def __init__(
         self,
         deployment: Deployment,
         private_key: str,
         *,
+        prover: BillingProver,
         http: httpx.Client | None = None,
         timeout_s: float = 300.0,
     ) -> None:
@@ -81,6 +85,7 @@ class RenterClient:
         """
         self.chain = ChainClient(deployment, private_key)
         self._key = private_key
+        self._prover = prover
         self._http = http or httpx.Client(timeout=timeout_s)
 
     @property
@@ -248,12 +253,11 @@ class RenterClient:
                         yield choice["delta"]["content"]
 
     def fetch_result(self, api_url: str, token: str, job_id: int) -> Delivery:
-        """Fetch the job's result from its host and check it against the chain.
+        """Fetch the job's result from its host and verify it (see :meth:`verify_result`).
 
         Raises:
-            ResultIntegrityError: the record does not hash to the chain's result hash, or
-                names another job, prompt or token count.
-            JobRejected: the job is not settled yet (``code="not_settled"``).
+            JobRejected: the job is not settled yet (``code="job_not_settled"``).
+            ResultIntegrityError, ProofError: as :meth:`verify_result`.
         """
         body = self._request(
             "GET",
@@ -263,24 +267,33 @@ class RenterClient:
         )
         return self.verify_result(job_id, base64.b64decode(body["record_cbor"]))
 
-    def verify_result(self, job_id: int, record_bytes: bytes) -> Delivery:
-        """Check a result record against the settled job on chain.
+    def read_result(self, store: ObjectStore, job_id: int) -> Delivery:
+        """Read a settled job's result from storage the renter shares with the host, at the URI
+        the chain records, and verify it (see :meth:`verify_result`).
 
         Raises:
-            JobRejected: the job is not settled (``code="not_settled"``).
-            ResultIntegrityError: hash, job, prompt or token count differ from the chain's.
+            JobRejected: the job is not settled yet (``code="job_not_settled"``).
+            ObjectMissing: nothing is stored at the job's result URI.
+            ResultIntegrityError, ProofError: as :meth:`verify_result`.
         """
         job = self.chain.get_job(job_id)
         if job.state is not JobState.SETTLED:
-            raise JobRejected("the job is not settled yet", code="not_settled", job_id=job_id)
-        actual = sha256_hex(record_bytes)
-        if actual != job.result_hash.lower():
-            raise ResultIntegrityError(
-                "result does not hash to the chain's result hash",
-                job_id=job_id,
-                expected=job.result_hash,
-                actual=actual,
-            )
+            raise JobRejected("job is not settled", code="job_not_settled", job_id=job_id)
+        return self.verify_result(job_id, store.get(store.key_of(job.result_uri)))
+
+    def verify_result(self, job_id: int, record_bytes: bytes) -> Delivery:
+        """Verify a result record as the job's renter: it hashes to the settled job's result
+        hash, the billing proof the settlement carried verifies for the job records on chain, and
+        the record names this job's id, model, prompt and billed token count.
+
+        Raises:
+            JobRejected: the job is not settled (``code="job_not_settled"``) or unknown.
+            ResultIntegrityError: the bytes do not hash to the chain's result hash, or the
+                record describes another job, model, prompt or token count.
+            ProofError: the settlement's billing proof does not verify (``proof_rejected``).
+        """
+        proof = verify_delivery(self.chain, self._prover, job_id, record_bytes)
+        job = self.chain.get_job(job_id)
         record = decode_record(record_bytes)
         if (
             record.job_id != job_id
@@ -289,7 +302,7 @@ class RenterClient:
             or model_id_of(record.model_id) != job.model_id.lower()
         ):
             raise ResultIntegrityError("result record does not describe this job", job_id=job_id)
-        return Delivery(job, record)
+        return Delivery(job, record, proof)
 
     def fetch_proof(self, api_url: str, token: str, job_id: int) -> dict[str, Any]:
         """Return the job's billing proof as the host's prover wrote it."""

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import signal
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from fabstir.service import ServiceGroup
 from fabstir.settings import Settings
 
-STREAMS_CLIENT = "job-streams"
-"""``blocks._clients.client_once`` key of the process's JobStreams, shared with the infer task."""
+if TYPE_CHECKING:
+    from fabstir.api import ApiServer, JobRunner
 
 
 def register(commands: Any) -> None:
@@ -23,30 +24,38 @@ def register(commands: Any) -> None:
     serve.set_defaults(handler=run_serve)
 
 
-def build_api(settings: Settings) -> Any:
-    """Build the API server over the node's block clients, with the served models loaded."""
-    from blocks import ChainBlock, EngineBlock, StorageBlock
+def build_api(settings: Settings, run_job: JobRunner | None = None) -> ApiServer:
+    """Build the API server over the node's block clients, with the served models loaded.
+
+    ``run_job`` starts a request's job flow in this process (`fabstir-node run` passes its
+    runner's); without it the server runs the flows itself, ``jobs_per_worker`` at a time.
+    """
+    from blocks import ChainBlock, EngineBlock, StorageBlock, job_streams
     from blocks._clients import client_once
-    from fabstir.api import ApiServer, ApiServices, JobStreams, create_app
+    from fabstir.api import ApiServer, ApiServices, create_app
     from fabstir.cache import Embedder
-    from flows.inference_job import inference_job
 
     engine = EngineBlock.from_settings(settings)
     catalog, engines = engine.get_catalog(), engine.get_client()
     for name in catalog.names:
         engines.engine_for(catalog.pull(name))
     embedding_path = settings.cache.embedding_model_path
-    executor = ThreadPoolExecutor(
-        settings.orchestration.jobs_per_worker, thread_name_prefix="api-job"
-    )
+    executor = None
+    if run_job is None:
+        from flows.inference_job import inference_job
+
+        executor = ThreadPoolExecutor(
+            settings.orchestration.jobs_per_worker, thread_name_prefix="api-job"
+        )
+        run_job = partial(executor.submit, inference_job)
     assert settings.prover.work_dir is not None  # filled from home by Settings
     services = ApiServices(
         chain=ChainBlock.from_settings(settings).get_client(),
         catalog=catalog,
         engines=engines,
         store=StorageBlock.from_settings(settings).get_client(),
-        streams=client_once(STREAMS_CLIENT, "", JobStreams),
-        run_job=lambda job_id: executor.submit(inference_job, job_id),
+        streams=job_streams(),
+        run_job=run_job,
         proofs_dir=settings.prover.work_dir,
         host_private_key=settings.chain.host_private_key.get_secret_value(),
         # The cache's own embedder (same client key), loaded once per process.
@@ -54,7 +63,8 @@ def build_api(settings: Settings) -> Any:
         if embedding_path is not None and embedding_path.exists()
         else None,
     )
-    return ApiServer(create_app(settings.api, services), settings.api.host, settings.api.port)
+    app = create_app(settings.api, services)
+    return ApiServer(app, settings.api.host, settings.api.port, jobs=executor)
 
 
 def run_serve(settings: Settings, args: argparse.Namespace) -> int:

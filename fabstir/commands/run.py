@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fabstir.commands.api import build_api
 from fabstir.errors import ConfigError
 from fabstir.service import ProcessService, Service, ServiceGroup
 from fabstir.settings import Settings
@@ -25,7 +26,8 @@ def register(commands: Any) -> None:
     run = commands.add_parser(
         "run",
         help="Run this host until Ctrl-C: Prefect server (unless PREFECT_API_URL is set), "
-        "bootstrap, one Prefect worker per GPU and per other pool, and the chain watcher.",
+        "bootstrap, one Prefect worker per GPU and per other pool, the job runner, the renter "
+        "API and the chain watcher.",
     )
     run.set_defaults(handler=run_node)
     bootstrap = commands.add_parser(
@@ -118,15 +120,15 @@ def build_services(settings: Settings) -> dict[str, Service]:
                 _worker_argv(other, f"{orchestration.host_name}-{other}"),
                 log_path=logs / f"worker-{other}.log",
             )
-    if orchestration.dispatch == "local":
-        dispatch: Any = LocalRunner(
-            f"inference-job/{pool}",
-            max_concurrent=orchestration.jobs_per_worker,
-            heartbeat_s=orchestration.heartbeat_s,
-        )
-        services["job-runner"] = dispatch
-    else:
-        dispatch = EventDispatch()
+    # Direct jobs run in this process whatever the dispatch: their streams are here.
+    runner = LocalRunner(
+        f"inference-job/{pool}",
+        max_concurrent=orchestration.jobs_per_worker,
+        heartbeat_s=orchestration.heartbeat_s,
+    )
+    services["job-runner"] = runner
+    services["api"] = build_api(settings, runner.run_now)
+    dispatch = runner if orchestration.dispatch == "local" else EventDispatch()
     services["watcher"] = build_watcher(settings, dispatch.track)
     return services
 
@@ -137,9 +139,13 @@ def _worker_argv(pool: str, name: str, *options: str) -> list[str]:
 
 
 def build_watcher(settings: Settings, track: Callable[[int], None]) -> Service:
-    """The chain watcher, handing each eligible posted job's id to ``track``."""
+    """The chain watcher, handing each eligible posted job's id to ``track``; it leaves the
+    direct jobs of this host to the renter API, so no job runs twice."""
+    from dataclasses import replace
+
     from blocks import ChainBlock
     from fabstir.chain import JobEvent, JobEventKind, JobWatcher
+    from fabstir.client import DIRECT_PROMPT_URI
     from fabstir.reconcile import host_eligibility
 
     chain = ChainBlock.from_settings(settings).get_client()
@@ -153,7 +159,9 @@ def build_watcher(settings: Settings, track: Callable[[int], None]) -> Service:
         chain,
         settings.chain.watch_cursor_file,
         on_event,
-        eligibility=host_eligibility(chain, settings.host),
+        eligibility=replace(
+            host_eligibility(chain, settings.host), direct_prompt_uri=DIRECT_PROMPT_URI
+        ),
         confirmations=settings.chain.confirmations,
         poll_s=settings.chain.watch_poll_s,
     )

@@ -4,13 +4,19 @@ A job's model id resolves to the registry's record. The first time, the file is 
 the job runs. When the registry later points the id at new bytes, the new version downloads and
 verifies in the background while new jobs keep getting the old one; once verified, new jobs switch
 to it in one step, and jobs that already hold the old ``LocalModel`` finish on it.
+
+The registry is read on every ``resolve``, so an update is noticed by the next job. A version that
+fails to download or verify is not tried again in the background until a wait has passed, which
+doubles with each failure; a job asking for a version that failed to verify gets the same error
+without a download until then. So a bad registry entry costs one download per wait, not one per job.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +32,9 @@ from fabstir.models.registry import ModelRecord, ModelRegistryReader
 
 log = logging.getLogger(__name__)
 
+DEFAULT_RETRY_AFTER_S = 60.0
+DEFAULT_MAX_RETRY_AFTER_S = 3600.0
+
 
 @dataclass(frozen=True)
 class ModelStatus:
@@ -36,6 +45,16 @@ class ModelStatus:
     sha256: str | None
     ok: bool
     problem: str | None = None
+
+
+@dataclass(frozen=True)
+class _FailedVersion:
+    """A model version whose last download or verification failed, and when to try it again."""
+
+    sha256: str
+    wait_s: float
+    retry_at: float
+    error: FabstirError
 
 
 def to_model_id(name_or_id: str) -> str:
@@ -55,8 +74,23 @@ class ModelManager:
         served: Sequence[str],
         *,
         source_options: Mapping[str, dict[str, Any]] | None = None,
+        retry_after_s: float = DEFAULT_RETRY_AFTER_S,
+        max_retry_after_s: float = DEFAULT_MAX_RETRY_AFTER_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``source_options`` maps a URL protocol (``"s3"``) to the fsspec options it needs."""
+        """``source_options`` maps a URL protocol (``"s3"``) to the fsspec options it needs.
+
+        A version that failed is tried again after ``retry_after_s``, then after twice that, and
+        so on up to ``max_retry_after_s``; ``clock`` (seconds) measures those waits.
+        """
+        if not 0 < retry_after_s <= max_retry_after_s:
+            raise ValueError(
+                "need 0 < retry_after_s <= max_retry_after_s, "
+                f"got {retry_after_s} and {max_retry_after_s}"
+            )
+        self._retry_after_s = retry_after_s
+        self._max_retry_after_s = max_retry_after_s
+        self._clock = clock
         self._registry = registry
         self._source_options = dict(source_options or {})
         self.disk = disk
@@ -65,6 +99,7 @@ class ModelManager:
         # sha256 -> (size, mtime_ns) of files whose hash matched in this process.
         self._verified: dict[str, tuple[int, int]] = {}
         self._updates: dict[str, threading.Thread] = {}
+        self._failed: dict[str, _FailedVersion] = {}
         self._lock = threading.RLock()
 
     @property
@@ -83,21 +118,14 @@ class ModelManager:
             raise JobRejected(
                 "model not served by this host", code="model_not_served", model_id=model_id
             )
-        latest = self._registry.model(model_id)
-        if not latest.active:
-            raise JobRejected("model is deactivated", code="model_inactive", model_id=model_id)
-        with self._lock:
-            current = self._in_force.get(model_id)
-            if current is None or current.sha256 == latest.sha256:
-                return latest
-            if self.disk.get(latest.sha256) is not None:
-                self._in_force[model_id] = latest
-                return latest
-            self._start_update(latest)
-            return current
+        return self._in_force_version(model_id)
 
     def fetch(self, record: ModelRecord, progress: ProgressCallback | None = None) -> LocalModel:
         """Return a verified local copy of ``record`` (and of its base model, for an adapter).
+
+        After a version failed to verify (or was missing at its URI), the same error is raised
+        again without a download until its retry wait has passed (``retry_in_s`` in the error's
+        context).
 
         Raises:
             ModelIntegrityError: the bytes do not match the record's SHA-256.
@@ -106,14 +134,17 @@ class ModelManager:
         """
         base = None
         if record.base_id is not None:
-            base = self.fetch(self._registry.model(record.base_id), progress)
-        path = self.disk.get(record.sha256)
-        if path is None:
-            path = self._download(record, progress)
-        self._check(record, path)
-        with self._lock:
-            # A newer version takes over in resolve() or _update(), never half-way through.
-            self._in_force.setdefault(record.id, record)
+            base = self.fetch(self._in_force_version(record.base_id), progress)
+        self._raise_if_backing_off(record)
+        try:
+            path = self.disk.get(record.sha256)
+            if path is None:
+                path = self._download(record, progress)
+            self._check(record, path)
+        except FabstirError as exc:
+            self._note_failure(record, exc)
+            raise
+        self._note_success(record)
         return LocalModel(name=record.name, path=str(path), sha256=record.sha256, base=base)
 
     def pull(self, name_or_id: str, progress: ProgressCallback | None = None) -> LocalModel:
@@ -121,17 +152,22 @@ class ModelManager:
         return self.fetch(self.resolve(to_model_id(name_or_id)), progress)
 
     def remove(self, name_or_id: str) -> bool:
-        """Delete the cached file of a model's current registry version; False if none was cached.
+        """Delete every cached version of a model; False if none was cached.
 
         Raises:
+            JobRejected: the registry does not know the model (``code="unknown_model"``).
             TransientError: the model is loaded (``code="model_in_use"``).
         """
         record = self._registry.model(to_model_id(name_or_id))
+        versions = {record.sha256} | {
+            entry.sha256 for entry in self.disk.entries() if entry.name == record.name
+        }
         with self._lock:
-            self._verified.pop(record.sha256, None)
-            if self._in_force.get(record.id) == record:
-                del self._in_force[record.id]
-        return self.disk.remove(record.sha256)
+            for sha256 in versions:
+                self._verified.pop(sha256, None)
+            self._in_force.pop(record.id, None)
+        removed = [self.disk.remove(sha256) for sha256 in sorted(versions)]
+        return any(removed)
 
     def self_check(self) -> list[ModelStatus]:
         """Check that each served model is active, present and hashes right; download nothing.
@@ -162,6 +198,22 @@ class ModelManager:
         for thread in list(self._updates.values()):
             thread.join(timeout_s)
 
+    def _in_force_version(self, model_id: str) -> ModelRecord:
+        """Return the version new jobs get; start fetching a newer registry version if needed."""
+        latest = self._registry.model(model_id)
+        if not latest.active:
+            raise JobRejected("model is deactivated", code="model_inactive", model_id=model_id)
+        with self._lock:
+            current = self._in_force.get(model_id)
+            if current is None or current.sha256 == latest.sha256:
+                return latest
+            if self.disk.get(latest.sha256) is not None:
+                self._in_force[model_id] = latest
+                return latest
+            if self._retry_in_s(latest) is None:
+                self._start_update(latest)
+            return current
+
     def _start_update(self, record: ModelRecord) -> None:
         if record.id in self._updates:
             return
@@ -180,7 +232,12 @@ class ModelManager:
         except FabstirError as exc:
             log.warning(
                 "model update failed; still serving the previous version",
-                extra={"model": record.name, "sha256": record.sha256, "error": str(exc)},
+                extra={
+                    "model": record.name,
+                    "sha256": record.sha256,
+                    "error": str(exc),
+                    "retry_in_s": self._retry_in_s(record),
+                },
             )
             with self._lock:
                 del self._updates[record.id]
@@ -189,6 +246,53 @@ class ModelManager:
             self._in_force[record.id] = record
             del self._updates[record.id]
         log.info("model updated", extra={"model": record.name, "sha256": record.sha256})
+
+    def _retry_in_s(self, record: ModelRecord) -> float | None:
+        """Seconds until a version that failed may be tried again; None if it may be now."""
+        failed = self._failure_of(record)
+        if failed is None:
+            return None
+        wait_s = failed.retry_at - self._clock()
+        return wait_s if wait_s > 0 else None
+
+    def _failure_of(self, record: ModelRecord) -> _FailedVersion | None:
+        with self._lock:
+            failed = self._failed.get(record.id)
+        return failed if failed is not None and failed.sha256 == record.sha256 else None
+
+    def _raise_if_backing_off(self, record: ModelRecord) -> None:
+        failed = self._failure_of(record)
+        # An interrupted download resumes where it stopped, so a job's own retries may go on;
+        # only background updates wait after one.
+        if (
+            failed is None
+            or failed.retry_at <= self._clock()
+            or isinstance(failed.error, TransientError)
+        ):
+            return
+        error = failed.error
+        raise type(error)(
+            f"{error.message}; not tried again yet",
+            code=error.code,
+            **{**error.context, "retry_in_s": round(failed.retry_at - self._clock(), 1)},
+        )
+
+    def _note_failure(self, record: ModelRecord, error: FabstirError) -> None:
+        with self._lock:
+            previous = self._failure_of(record)
+            wait_s = self._retry_after_s
+            if previous is not None:
+                wait_s = min(previous.wait_s * 2, self._max_retry_after_s)
+            self._failed[record.id] = _FailedVersion(
+                record.sha256, wait_s, self._clock() + wait_s, error
+            )
+
+    def _note_success(self, record: ModelRecord) -> None:
+        with self._lock:
+            if self._failure_of(record) is not None:
+                del self._failed[record.id]
+            # A newer version takes over in _in_force_version() or _update(), never half-way.
+            self._in_force.setdefault(record.id, record)
 
     def _download(self, record: ModelRecord, progress: ProgressCallback | None) -> Path:
         target = self.disk.path_for(record.sha256)

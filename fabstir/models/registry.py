@@ -68,10 +68,7 @@ class SettingsModelRegistry:
 
 
 class ChainModelRegistry:
-    """The on-chain ModelRegistry, read through the node's chain client.
-
-    The contract records no base model, so adapters cannot be registered on chain yet.
-    """
+    """The on-chain ModelRegistry, read through the node's chain client."""
 
     def __init__(self, chain: ChainClient) -> None:
         self._chain = chain
@@ -84,4 +81,5 @@ class ChainModelRegistry:
             sha256=entry.sha256,
             uri=entry.uri,
             active=entry.active,
+            base_id=entry.base_model_id,
         )

@@ -116,7 +116,7 @@ def start_node(
                 url=server.url,
                 deployment=deployment,
                 host=host,
-                renter=RenterClient(deployment, ANVIL_KEYS[2]),
+                renter=RenterClient(deployment, ANVIL_KEYS[2], prover=prover),
                 model=tiny_model,
                 services=services,
                 settings=settings,

@@ -23,6 +23,7 @@ def test_streaming_chat_with_the_openai_client_settles_the_job(api_node: ApiNode
     messages = [{"role": "user", "content": "the cat sat on"}]
     job_id = api_node.post_chat(messages)
     client = openai_for(api_node, job_id)
+    generations = api_node.services.engines.generations
 
     stream = client.chat.completions.create(
         model=api_node.model.id,
@@ -44,6 +45,8 @@ def test_streaming_chat_with_the_openai_client_settles_the_job(api_node: ApiNode
     delivery = _wait_settled(api_node, job_id)
     assert delivery.record.output == text
     assert delivery.job.tokens_used == usage.completion_tokens
+    # The answer the API started while the job was claimed is the one streamed and billed.
+    assert api_node.services.engines.generations == generations + 1
 
 
 def test_non_streaming_chat_with_the_openai_client(api_node: ApiNode) -> None:

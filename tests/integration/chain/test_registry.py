@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 from web3 import Web3
 
-from fabstir.chain import ETH, ChainClient, Offer
+from fabstir.chain import ETH, ChainClient, Offer, load_artifact
 from fabstir.errors import ChainError, ContractRevert, JobRejected
 from tests.integration.chain.conftest import (
     API_URL,
@@ -140,7 +140,8 @@ def test_unregister_returns_the_stake_after_the_cooldown(
 def test_the_model_registry_resolves_names_and_ids(owner: ChainClient, renter: ChainClient) -> None:
     spec = MODELS[0]
     record = renter.get_model(MODEL)
-    assert record == (Web3.keccak(text=MODEL).to_0x_hex(), spec.sha256, spec.uri, MODEL, True)
+    model_id = Web3.keccak(text=MODEL).to_0x_hex()
+    assert record == (model_id, spec.sha256, spec.uri, MODEL, True, None)
     assert renter.get_model(record.model_id) == record
     owner.deactivate_model(MODEL)
     assert not renter.get_model(MODEL).active
@@ -163,3 +164,57 @@ def test_adding_models_is_owner_only_and_checked(owner: ChainClient, renter: Cha
     assert renter.get_model("m").sha256 == digest
     with pytest.raises(ContractRevert):
         renter.deactivate_model("m")
+
+
+def test_updating_a_model_repoints_its_id_and_is_owner_only_and_checked(
+    owner: ChainClient, renter: ChainClient, w3: Web3
+) -> None:
+    spec, digest = MODELS[0], "ef" * 32
+    assert revert(lambda: renter.update_model(MODEL, digest, "s3://v2"))[0] == "NotOwner"
+    assert revert(lambda: owner.update_model(MODEL, digest, ""))[0] == "EmptyUri"
+    assert revert(lambda: owner.update_model(MODEL, "00" * 32, "s3://v2"))[0] == "ZeroHash"
+    assert revert(lambda: owner.update_model(MODEL, spec.sha256, spec.uri))[0] == "NothingChanged"
+    assert revert(lambda: owner.update_model("never-added", digest, "s3://v2"))[0] == (
+        "UnknownModel"
+    )
+    with pytest.raises(ValueError):
+        owner.update_model(MODEL, "ef" * 31, "s3://v2")
+
+    tx_hash = owner.update_model(MODEL, digest, "s3://v2")
+    record = renter.get_model(MODEL)
+    assert (record.sha256, record.uri, record.name, record.active) == (
+        digest,
+        "s3://v2",
+        MODEL,
+        True,
+    )
+    registry = w3.eth.contract(
+        owner.deployment.model_registry, abi=load_artifact("ModelRegistry").abi
+    )
+    (event,) = registry.events.ModelUpdated().process_receipt(
+        w3.eth.get_transaction_receipt(tx_hash)
+    )
+    assert "0x" + event["args"]["modelId"].hex() == record.model_id
+    assert (event["args"]["sha256Hash"].hex(), event["args"]["uri"]) == (digest, "s3://v2")
+    # The same bytes moved to another URI are an update too.
+    owner.update_model(MODEL, digest, "s3://moved")
+    assert renter.get_model(MODEL).uri == "s3://moved"
+    owner.deactivate_model(MODEL)
+    assert revert(lambda: owner.update_model(MODEL, "12" * 32, "s3://v3"))[0] == "ModelNotActive"
+
+
+def test_an_adapter_names_an_active_base_model(owner: ChainClient, renter: ChainClient) -> None:
+    digest = "ef" * 32
+    assert revert(lambda: owner.add_model("lora", digest, "s3://l", base="never-added"))[0] == (
+        "UnknownModel"
+    )
+    owner.add_model("lora", digest, "s3://l", base=MODEL)
+    adapter = renter.get_model("lora")
+    assert adapter.base_model_id == renter.get_model(MODEL).model_id
+    assert revert(lambda: owner.add_model("lora-of-lora", digest, "s3://x", base="lora"))[0] == (
+        "BaseIsAdapter"
+    )
+    owner.deactivate_model(OTHER_MODEL)
+    assert revert(lambda: owner.add_model("late", digest, "s3://x", base=OTHER_MODEL))[0] == (
+        "ModelNotActive"
+    )

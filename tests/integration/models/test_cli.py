@@ -1,4 +1,4 @@
-"""`fabstir-node models ...` as an operator runs it, on the tiny model."""
+"""`fabstir-node models ...` as an operator runs it, on the tiny model, with and without a chain."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from fabstir.settings import ModelSpec
+from fabstir.chain import ChainClient, Deployment, Devnet
+from fabstir.cli import main
+from fabstir.models import file_sha256
+from fabstir.settings import ANVIL_KEYS, ModelSpec
+from tests.support.tiny_gguf import write_tiny_gguf
 
 pytestmark = pytest.mark.integration
 
@@ -58,3 +62,73 @@ def test_a_wrong_disk_budget_names_the_variable() -> None:
     result = _cli({**os.environ, "FABSTIR_MODELS__DISK_BUDGET_BYTES": "0"}, "list")
     assert result.returncode == 2
     assert "FABSTIR_MODELS__DISK_BUDGET_BYTES" in result.stderr
+
+
+def _main_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict]:
+    code = main(["models", *args])
+    return code, json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_with_a_devnet_deployed_the_commands_follow_the_chain_registry(
+    tiny_model: ModelSpec,
+    isolated_environment: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The host's settings only name the model; the hash and URI on chain are what count.
+    named = ModelSpec(id=tiny_model.id, uri=str(tmp_path / "nowhere.gguf"), sha256="00" * 32)
+    monkeypatch.setenv("FABSTIR_HOST__MODELS", json.dumps([named.model_dump()]))
+    v2 = write_tiny_gguf(tmp_path / "v2.gguf", seed=8)
+    with Devnet(deployment_file=isolated_environment / "devnet.json", models=[tiny_model]) as net:
+        assert _main_json(capsys, "verify", "--json")[1]["models"][0]["problem"] == (
+            "not downloaded"
+        )
+        code, pulled = _main_json(capsys, "pull", tiny_model.id)
+        assert code == 0 and pulled["sha256"] == tiny_model.sha256
+        assert _main_json(capsys, "verify", "--json")[0] == 0
+
+        ChainClient(net, ANVIL_KEYS[0]).update_model(tiny_model.id, file_sha256(v2), str(v2))
+        listed = _main_json(capsys, "list", "--json")[1]
+        assert (listed["models"][0]["sha256"], listed["models"][0]["cached"]) == (
+            file_sha256(v2),
+            False,
+        )
+        assert [file["sha256"] for file in listed["files"]] == [tiny_model.sha256]
+        assert _main_json(capsys, "verify", "--json")[0] == 1  # the new version is not here yet
+        assert _main_json(capsys, "pull", tiny_model.id)[1]["sha256"] == file_sha256(v2)
+
+        assert _main_json(capsys, "remove", tiny_model.id)[1]["removed"] is True
+        assert _main_json(capsys, "list", "--json")[1]["files"] == []
+
+
+def test_an_unreachable_chain_fails_pull_and_is_a_problem_for_verify(
+    tiny_model: ModelSpec,
+    isolated_environment: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    address = "0x" + "11" * 20
+    Deployment(
+        rpc_url="http://127.0.0.1:9",  # discard port: nothing answers
+        chain_id=31337,
+        model_registry=address,
+        node_registry=address,
+        job_marketplace=address,
+        staking_token=address,
+    ).save(isolated_environment / "devnet.json")
+    monkeypatch.setenv("FABSTIR_HOST__MODELS", json.dumps([tiny_model.model_dump()]))
+    monkeypatch.setenv("FABSTIR_CHAIN__RPC_ATTEMPTS", "1")
+    assert main(["models", "pull", tiny_model.id]) == 2
+    assert "[rpc_unreachable]" in capsys.readouterr().err
+    code, verified = _main_json(capsys, "verify", "--json")
+    assert code == 1 and not verified["models"][0]["ok"]
+
+
+def test_an_rpc_url_without_a_deployment_is_refused(
+    tiny_model: ModelSpec, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FABSTIR_HOST__MODELS", json.dumps([tiny_model.model_dump()]))
+    monkeypatch.setenv("FABSTIR_CHAIN__RPC_URL", "http://127.0.0.1:9")
+    assert main(["models", "pull", tiny_model.id]) == 2
+    assert "[deployment_missing]" in capsys.readouterr().err

@@ -76,3 +76,18 @@ def test_a_model_pulled_from_s3_resumes_from_its_partial_bytes(s3_server, tmp_pa
     local = manager.pull(model_id_of("s3-model"), lambda done, _: offsets.append(done))
     assert offsets[0] == 400_000
     assert Path(local.path).read_bytes() == DATA
+
+
+def test_a_job_retrying_an_interrupted_download_resumes_at_once(
+    file_server: FileServer, tmp_path: Path
+) -> None:
+    (tmp_path / "www" / "m.gguf").write_bytes(DATA)
+    spec = ModelSpec(id="http-model", uri=f"{file_server.url}/m.gguf", sha256=SHA)
+    manager = ModelManager(
+        SettingsModelRegistry([spec]), ModelDiskCache(tmp_path / "cache", 10**8), [spec.id]
+    )
+    file_server.cut_after = 300_000
+    with pytest.raises(TransientError):
+        manager.pull(spec.id)
+    # Unlike a version that failed to verify, an interruption is not held back for a wait.
+    assert Path(manager.pull(spec.id).path).read_bytes() == DATA

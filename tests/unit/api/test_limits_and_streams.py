@@ -77,3 +77,36 @@ def test_chat_prompt_documents_round_trip_and_plain_text_is_one_user_turn() -> N
     assert prompt_messages(document.decode()) == messages
     assert prompt_messages("plain text") == [{"role": "user", "content": "plain text"}]
     assert prompt_messages('{"messages": "not turns"}')[0]["role"] == "user"
+
+
+class _Started:
+    """Stands in for a started ``Generation``: these tests only observe its cancellation."""
+
+    cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+def test_an_answer_started_before_the_claim_is_taken_once_or_cancelled() -> None:
+    turn = Turn(SamplingParams(max_tokens=4), ({"role": "user", "content": "hi"},))
+    streams = JobStreams()
+
+    taken = streams.open(1, Turn(turn.params))
+    early = _Started()
+    taken.prestart(turn, early)  # type: ignore[arg-type]
+    assert taken.take_prestarted() == (turn, early) and taken.take_prestarted() is None
+    streams.release(taken)
+    assert not early.cancelled, "the infer step that took it owns it"
+
+    late = streams.open(2, Turn(turn.params))
+    assert late.take_prestarted() is None  # the infer step looked before the API started it
+    too_late = _Started()
+    late.prestart(turn, too_late)  # type: ignore[arg-type]
+    assert too_late.cancelled and late.take_prestarted() is None
+
+    untaken = streams.open(3, Turn(turn.params))
+    unused = _Started()
+    untaken.prestart(turn, unused)  # type: ignore[arg-type]
+    streams.release(untaken)
+    assert unused.cancelled

@@ -46,6 +46,9 @@ def test_normalise_is_idempotent(prompt: str) -> None:
         ("pi is 3.140 or 3.14", {"3.14": 2}),
         ("007 and 7.0", {"7": 2}),
         ("no numbers here", {}),
+        ("a three-day trip, the 2nd and the fourth", {"3": 1, "2": 1, "4": 1}),
+        ("a 300k mortgage, express .375 as a fraction", {"300000": 1, ".375": 1}),
+        ("When did World War II end? I ask", {"2": 1}),
     ],
 )
 def test_prompt_numbers(prompt: str, numbers: dict[str, int]) -> None:
@@ -61,6 +64,7 @@ def test_prompt_numbers(prompt: str, numbers: dict[str, int]) -> None:
         ("bread without yeast", {"without"}),
         ("Is there no way?", {"no"}),
         ("Notable novels of 1920", set()),
+        ("why wont my bread rise", {"not"}),
     ],
 )
 def test_negation_words(prompt: str, words: set[str]) -> None:
@@ -99,7 +103,6 @@ def test_near_miss_reason(prompt: str, cached: str, reason: str | None) -> None:
             "direction differs",
         ),
         ("How do I fold a fitted sheet?", "How do I fold a flat sheet?", "word swapped"),
-        ("When did World War II end?", "When did World War II begin?", "word swapped"),
         ("How do I fold a fitted sheet?", "fitted sheet folding instructions pls", None),
         (
             "whats the diffrence between a latte and a capuccino",
@@ -107,8 +110,95 @@ def test_near_miss_reason(prompt: str, cached: str, reason: str | None) -> None:
             None,
         ),
         ("How do I reverse a string in Python?", "python reverse a string", None),
+        # The end-to-end demo's pair: a rewording that must hit.
+        ("What is the capital of France?", "Tell me the capital of France.", None),
     ],
 )
 def test_near_miss_rules(prompt: str, cached: str, reason: str | None) -> None:
+    assert near_miss_reason(prompt, cached) == reason
+    assert near_miss_reason(cached, prompt) == reason
+
+
+# Each rule added with the WordNet lexicon: a near-miss it refuses, and a paraphrase it lets by.
+@pytest.mark.parametrize(
+    ("prompt", "cached", "reason"),
+    [
+        # numbers written as words, ordinals, "k" thousands and Roman numerals
+        ("Plan a 3-day trip to Rome", "Plan a four day trip to Rome", "numbers differ"),
+        ("Plan a 3-day trip to Rome", "Plan a three day trip to Rome", None),
+        ("When did World War I end?", "When did World War II end?", "numbers differ"),
+        ("When did World War II end?", "When did World War 2 end?", None),
+        ("explain newton's 2nd law", "What is Newton's second law?", None),
+        ("house on a 300k budget", "house on a $300,000 budget", None),
+        # a hyphen or slash inside a ratio is no operator
+        ("How does the 50-30-20 budget rule work?", "What is the 50/30/20 budget rule?", None),
+        # contractions typed without an apostrophe
+        ("why wont my bread rise", "Why does my bread not rise?", None),
+        # WordNet opposites and contrasting prefixes
+        ("When did World War II end?", "When did World War II begin?", "opposite words"),
+        (
+            "Is it rude to wear white to a wedding?",
+            "Is it rude to wear black to a wedding?",
+            "opposite words",
+        ),
+        (
+            "What are the symptoms of dehydration?",
+            "What are the symptoms of overhydration?",
+            "opposite words",
+        ),
+        # WordNet synonyms stand for each other
+        ("How do I fix a flat tyre?", "How do I repair a flat tyre?", None),
+        ("Is it cheap to fly on Tuesday?", "Is it inexpensive to fly on Tuesday?", None),
+        # WordNet siblings (a shared direct hypernym)
+        (
+            "Is it safe to take ibuprofen and aspirin together?",
+            "Is it safe to take ibuprofen and acetaminophen together?",
+            "sibling words",
+        ),
+        # a named entity on one side only; an alias WordNet knows is the same entity
+        (
+            "How is capital gains tax calculated in Canada?",
+            "how is capital gains tax calculated",
+            "entity differs",
+        ),
+        ("Who was the first president of the USA?", "who was americas first president", None),
+        # an acronym is a name even when it spells a function word
+        (
+            "How do I make an HTTP GET request in Go?",
+            "How do I make an HTTP POST request in Go?",
+            "entity differs",
+        ),
+        # two shared words in reverse order around a direction word
+        (
+            "Can I substitute baking soda for baking powder?",
+            "Can I substitute baking powder for baking soda?",
+            "direction differs",
+        ),
+        (
+            "Can I substitute baking soda for baking powder?",
+            "baking soda instead of baking powder?",
+            None,
+        ),
+        # another question word
+        (
+            "When were the pyramids of Giza built?",
+            "Who built the pyramids of Giza?",
+            "question word differs",
+        ),
+        (
+            "When were the pyramids of Giza built?",
+            "What year were the pyramids of Giza built?",
+            None,
+        ),
+        # two different adjectives
+        (
+            "How long should I boil an egg for a hard yolk?",
+            "How long should I boil an egg for a runny yolk?",
+            "modifier swapped",
+        ),
+        ("How many calories are in a medium banana?", "calories in a medium banana", None),
+    ],
+)
+def test_lexicon_rules(prompt: str, cached: str, reason: str | None) -> None:
     assert near_miss_reason(prompt, cached) == reason
     assert near_miss_reason(cached, prompt) == reason

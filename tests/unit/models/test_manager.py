@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -17,19 +18,22 @@ from fabstir.settings import ModelSpec
 
 
 class RepointableRegistry:
-    """A registry whose entry can be pointed at new bytes.
+    """A registry whose entry can be pointed at new bytes, as the chain's ``updateModel`` does.
 
-    The on-chain ModelRegistry adds a model once and has no update call yet, so the update path
-    is exercised through this stand-in (same Protocol as the settings and chain readers).
+    Stands in for the on-chain registry (same Protocol) so the update rules run without anvil;
+    tests/integration/models/test_chain_registry.py runs them against the contract.
     """
 
-    def __init__(self, record: ModelRecord) -> None:
-        self.record = record
+    def __init__(self, *records: ModelRecord) -> None:
+        self.records = {record.id: record for record in records}
+
+    def point(self, record: ModelRecord) -> None:
+        self.records[record.id] = record
 
     def model(self, model_id: str) -> ModelRecord:
-        if model_id != self.record.id:
+        if model_id not in self.records:
             raise JobRejected("unknown", code="unknown_model")
-        return self.record
+        return self.records[model_id]
 
 
 def _spec(tmp_path: Path, name: str, data: bytes) -> ModelSpec:
@@ -98,7 +102,7 @@ def test_a_new_version_is_verified_in_the_background_then_new_jobs_switch(
     manager = ModelManager(registry, ModelDiskCache(tmp_path / "cache", 10**6), ["m"])
     running_job = manager.fetch(manager.resolve(record.id))
 
-    registry.record = ModelRecord(id=record.id, name="m", sha256=v2.sha256, uri=v2.uri)
+    registry.point(ModelRecord(id=record.id, name="m", sha256=v2.sha256, uri=v2.uri))
     # Until v2 is verified, new jobs still get v1.
     assert manager.resolve(record.id).sha256 == v1.sha256
     manager.wait_for_updates(timeout_s=30)
@@ -113,7 +117,7 @@ def test_a_bad_new_version_keeps_the_old_one_in_force(tmp_path: Path) -> None:
     registry = RepointableRegistry(record)
     manager = ModelManager(registry, ModelDiskCache(tmp_path / "cache", 10**6), ["m"])
     manager.fetch(manager.resolve(record.id))
-    registry.record = ModelRecord(id=record.id, name="m", sha256="f" * 64, uri=v1.uri)
+    registry.point(ModelRecord(id=record.id, name="m", sha256="f" * 64, uri=v1.uri))
     assert manager.resolve(record.id).sha256 == v1.sha256
     manager.wait_for_updates(timeout_s=30)
     assert manager.resolve(record.id).sha256 == v1.sha256
@@ -128,3 +132,136 @@ def test_a_deactivated_model_is_refused(tmp_path: Path) -> None:
     with pytest.raises(JobRejected) as refused:
         manager.resolve(record.id)
     assert refused.value.code == "model_inactive"
+
+
+class FakeClock:
+    """Seconds the tests move by hand, so retry waits need no sleeping."""
+
+    def __init__(self) -> None:
+        self.now_s = 0.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def _repointed(
+    tmp_path: Path, clock: FakeClock, **waits: float
+) -> tuple[ModelManager, Path, str, str]:
+    """A manager serving v1 of "m" whose registry then points at a corrupt upload of v2."""
+    v1 = _spec(tmp_path, "v1", b"version one")
+    upload = tmp_path / "remote" / "v2.gguf"
+    upload.write_bytes(b"corrupt upload")
+    v2_sha = hashlib.sha256(b"version two").hexdigest()
+    registry = RepointableRegistry(
+        ModelRecord(id=model_id_of("m"), name="m", sha256=v1.sha256, uri=v1.uri)
+    )
+    disk = ModelDiskCache(tmp_path / "cache", 10**6)
+    manager = ModelManager(registry, disk, ["m"], clock=clock, **waits)
+    manager.fetch(manager.resolve(model_id_of("m")))
+    registry.point(ModelRecord(id=model_id_of("m"), name="m", sha256=v2_sha, uri=str(upload)))
+    return manager, upload, v1.sha256, v2_sha
+
+
+def _in_force_after_updates(manager: ModelManager) -> str:
+    manager.resolve(model_id_of("m"))
+    manager.wait_for_updates(timeout_s=30)
+    return manager.resolve(model_id_of("m")).sha256
+
+
+def test_a_new_version_that_fails_to_verify_is_retried_after_a_doubling_wait(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    manager, upload, v1_sha, v2_sha = _repointed(
+        tmp_path, clock, retry_after_s=60, max_retry_after_s=100
+    )
+    assert _in_force_after_updates(manager) == v1_sha  # first try at 0 s fails
+    clock.now_s = 60.0
+    assert _in_force_after_updates(manager) == v1_sha  # second try fails; next wait 100 s (cap)
+    upload.write_bytes(b"version two")  # the operator fixes the upload
+    clock.now_s = 159.0
+    assert _in_force_after_updates(manager) == v1_sha, "tried again before its wait was over"
+    clock.now_s = 160.0
+    assert _in_force_after_updates(manager) == v2_sha
+
+
+def test_a_first_download_that_fails_to_verify_is_not_repeated_until_its_wait(
+    tmp_path: Path,
+) -> None:
+    upload = tmp_path / "remote" / "m.gguf"
+    upload.parent.mkdir()
+    upload.write_bytes(b"corrupt upload")
+    spec = ModelSpec(id="m", uri=str(upload), sha256=hashlib.sha256(b"weights").hexdigest())
+    clock = FakeClock()
+    disk = ModelDiskCache(tmp_path / "cache", 10**6)
+    manager = ModelManager(SettingsModelRegistry([spec]), disk, ["m"], clock=clock)
+    with pytest.raises(ModelIntegrityError):
+        manager.pull("m")
+    upload.write_bytes(b"weights")
+    with pytest.raises(ModelIntegrityError) as held_back:
+        manager.pull("m")
+    assert held_back.value.context["retry_in_s"] == 60.0
+    assert not disk.path_for(spec.sha256).exists()
+    clock.now_s = 60.0
+    assert Path(manager.pull("m").path).read_bytes() == b"weights"
+
+
+def test_a_verified_old_version_does_not_clear_the_wait_of_a_failed_new_one(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    manager, upload, v1_sha, _ = _repointed(tmp_path, clock)
+    assert _in_force_after_updates(manager) == v1_sha
+    upload.write_bytes(b"version two")
+    # A running job fetching v1 succeeds; v2 must still wait.
+    assert manager.fetch(manager.resolve(model_id_of("m"))).sha256 == v1_sha
+    assert _in_force_after_updates(manager) == v1_sha
+
+
+@pytest.mark.parametrize(("first_s", "most_s"), [(0, 60), (-1, 60), (120, 60)])
+def test_wrong_retry_waits_are_refused(tmp_path: Path, first_s: float, most_s: float) -> None:
+    with pytest.raises(ValueError, match="retry_after_s"):
+        ModelManager(
+            SettingsModelRegistry([]),
+            ModelDiskCache(tmp_path, 10**6),
+            [],
+            retry_after_s=first_s,
+            max_retry_after_s=most_s,
+        )
+
+
+def test_remove_deletes_every_cached_version_of_the_model(tmp_path: Path) -> None:
+    v1, v2 = _spec(tmp_path, "v1", b"version one"), _spec(tmp_path, "v2", b"version two")
+    registry = RepointableRegistry(
+        ModelRecord(id=model_id_of("m"), name="m", sha256=v1.sha256, uri=v1.uri)
+    )
+    disk = ModelDiskCache(tmp_path / "cache", 10**6)
+    manager = ModelManager(registry, disk, ["m"])
+    manager.fetch(manager.resolve(model_id_of("m")))
+    registry.point(ModelRecord(id=model_id_of("m"), name="m", sha256=v2.sha256, uri=v2.uri))
+    assert _in_force_after_updates(manager) == v2.sha256
+    assert len(disk.entries()) == 2
+    assert manager.remove("m") is True
+    assert disk.entries() == []
+
+
+def test_an_adapter_gets_the_base_version_in_force(tmp_path: Path) -> None:
+    base_v1, base_v2 = _spec(tmp_path, "b1", b"base one"), _spec(tmp_path, "b2", b"base two")
+    adapter = _spec(tmp_path, "a", b"adapter")
+    base = ModelRecord(id=model_id_of("base"), name="base", sha256=base_v1.sha256, uri=base_v1.uri)
+    tuned = ModelRecord(
+        id=model_id_of("tuned"),
+        name="tuned",
+        sha256=adapter.sha256,
+        uri=adapter.uri,
+        base_id=base.id,
+    )
+    registry = RepointableRegistry(base, tuned)
+    manager = ModelManager(registry, ModelDiskCache(tmp_path / "cache", 10**6), ["base", "tuned"])
+    assert manager.pull("tuned").base.sha256 == base_v1.sha256  # type: ignore[union-attr]
+
+    registry.point(ModelRecord(id=base.id, name="base", sha256=base_v2.sha256, uri=base_v2.uri))
+    # The adapter job that notices the base's update runs on the base in force, not a download.
+    assert manager.pull("tuned").base.sha256 == base_v1.sha256  # type: ignore[union-attr]
+    manager.wait_for_updates(timeout_s=30)
+    assert manager.pull("tuned").base.sha256 == base_v2.sha256  # type: ignore[union-attr]

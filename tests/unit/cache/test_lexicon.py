@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fabstir.cache.lexicon import WordNet, wordnet, wordnet_dir
+from fabstir.errors import DependencyMissing
+
+
+def test_wordnet_dir_holds_the_dictionary() -> None:
+    directory = wordnet_dir()
+    assert (directory / "index.noun").is_file()
+    assert (directory / "data.verb").is_file()
+
+
+def test_wordnet_is_loaded_once() -> None:
+    assert wordnet() is wordnet()
+
+
+@pytest.mark.parametrize(
+    ("word", "lemmas"),
+    [
+        ("pyramids", ["pyramid"]),
+        ("stopped", ["stopped", "stop"]),
+        ("running", ["running", "run"]),
+        ("qwzx", []),
+    ],
+)
+def test_lemmas(word: str, lemmas: list[str]) -> None:
+    assert wordnet().lemmas(word) == lemmas
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "synonyms", "opposites", "siblings"),
+    [
+        ("large", "big", True, False, False),
+        ("white", "black", False, True, True),
+        ("begin", "end", False, True, True),
+        ("aspirin", "acetaminophen", False, False, True),
+        ("pillow", "toothbrush", False, False, False),
+    ],
+)
+def test_relations(a: str, b: str, synonyms: bool, opposites: bool, siblings: bool) -> None:
+    lexicon = wordnet()
+    assert lexicon.synonyms(a, b) is synonyms
+    assert lexicon.synonyms(b, a) is synonyms
+    assert lexicon.opposites(a, b) is opposites
+    assert lexicon.opposites(b, a) is opposites
+    # Checked only for words that are not synonyms: common words share some hypernym.
+    assert lexicon.siblings(a, b) is siblings
+
+
+@pytest.mark.parametrize(
+    ("word", "modifier"),
+    [
+        ("runny", True),
+        ("quickly", True),
+        ("yolk", False),
+        ("hard", True),
+        ("eat", False),
+        ("qwzx", False),
+    ],
+)
+def test_is_modifier(word: str, modifier: bool) -> None:
+    assert wordnet().is_modifier(word) is modifier
+
+
+def test_missing_files_raise_dependency_missing(tmp_path: Path) -> None:
+    with pytest.raises(DependencyMissing, match="WordNet file missing"):
+        WordNet(tmp_path)
