@@ -1,0 +1,48 @@
+"""The seven steps of an inference job as plain functions, each idempotent on the job id.
+
+Each function checks chain or storage state before acting, so a crashed run can simply run again.
+Prefect tasks in ``tasks/`` wrap these one to one.
+"""
+
+from fabstir.pipeline.answer import (
+    DETERMINISTIC_TEMPERATURE,
+    cache_params_key,
+    earlier_answer,
+    fetch_model,
+    infer,
+    look_up_cache,
+)
+from fabstir.pipeline.claim import claim_job, read_prompt
+from fabstir.pipeline.delivery import (
+    BillableJob,
+    batch_proof_path_for,
+    billing_statement,
+    erase_renter_data,
+    proof_path_for,
+    prove_billing,
+    prove_billing_batch,
+    settle_batch,
+    settle_job,
+    store_result,
+)
+
+__all__ = [
+    "DETERMINISTIC_TEMPERATURE",
+    "BillableJob",
+    "batch_proof_path_for",
+    "billing_statement",
+    "cache_params_key",
+    "claim_job",
+    "earlier_answer",
+    "erase_renter_data",
+    "fetch_model",
+    "infer",
+    "look_up_cache",
+    "proof_path_for",
+    "prove_billing",
+    "prove_billing_batch",
+    "read_prompt",
+    "settle_batch",
+    "settle_job",
+    "store_result",
+]

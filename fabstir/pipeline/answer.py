@@ -1,0 +1,247 @@
+"""The answer steps: fetch the model, look up an earlier or cached answer, infer."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from fabstir.domain import ClaimedJob, InferenceResult, LocalModel, prompt_messages
+from fabstir.models import (
+    EnginePool,
+    Generation,
+    LlamaEngine,
+    ModelManager,
+    SamplingParams,
+    TokenPiece,
+)
+from fabstir.storage import JobIndex, ObjectStore, decode_record, get_verified
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from fabstir.api import JobStream, JobStreams
+    from fabstir.cache import SemanticCache
+
+log = logging.getLogger(__name__)
+
+# Jobs in this version decode greedily; these sampling parameters scope the cache.
+DETERMINISTIC_TEMPERATURE = 0.0
+
+
+def fetch_model(catalog: ModelManager, claimed: ClaimedJob) -> LocalModel:
+    """Return the verified local file of the job's model, downloading it if needed.
+
+    Raises:
+        ModelIntegrityError: the file does not match the expected SHA-256.
+        TransientError: the download was interrupted (a retry resumes it).
+    """
+    return catalog.fetch(catalog.resolve(claimed.job.model_id))
+
+
+def cache_params_key() -> str:
+    """Return the canonical sampling parameters that scope cached answers."""
+    return json.dumps({"temperature": DETERMINISTIC_TEMPERATURE}, sort_keys=True)
+
+
+def earlier_answer(store: ObjectStore, job_id: int) -> InferenceResult | None:
+    """Return the answer an earlier run of this job already stored, if one did.
+
+    Raises:
+        ResultIntegrityError: the indexed result's bytes do not match their recorded hash.
+    """
+    entry = JobIndex(store).lookup(job_id)
+    if entry is None:
+        return None
+    record = decode_record(
+        get_verified(store, store.uri_for(entry.result_key), entry.result_sha256)
+    )
+    return InferenceResult(
+        text=record.output,
+        prompt_tokens=record.prompt_tokens,
+        completion_tokens=record.completion_tokens,
+        cache_hit=record.cache_hit,
+    )
+
+
+def look_up_cache(
+    cache: SemanticCache | None, store: ObjectStore, model: LocalModel, claimed: ClaimedJob
+) -> InferenceResult | None:
+    """Return the answer to reuse for this job, if there is one: the one an earlier run of the
+    job stored (so a re-run after a crash writes no second result), else a cached answer to its
+    prompt that fits its token budget.
+    """
+    earlier = earlier_answer(store, claimed.job.job_id)
+    if earlier is not None:
+        log.info("answer stored by an earlier run", extra={"job_id": claimed.job.job_id})
+        return earlier
+    if cache is None:
+        return None
+    hit = cache.lookup(model.sha256, claimed.prompt, cache_params_key())
+    if hit is None or hit.completion_tokens > claimed.job.max_tokens:
+        return None
+    log.info(
+        "cache hit",
+        extra={
+            "job_id": claimed.job.job_id,
+            "kind": hit.kind,
+            "similarity": round(hit.similarity, 4),
+        },
+    )
+    return InferenceResult(
+        text=hit.answer_text,
+        prompt_tokens=0,
+        completion_tokens=hit.completion_tokens,
+        cache_hit=True,
+    )
+
+
+def infer(
+    engines: EnginePool,
+    cache: SemanticCache | None,
+    model: LocalModel,
+    claimed: ClaimedJob,
+    cached: InferenceResult | None,
+    streams: JobStreams | None = None,
+) -> InferenceResult:
+    """Answer the job: the cached answer if there is one, else llama.cpp, filling the cache.
+
+    With ``streams`` holding a renter connected to the job through the API, its turns are
+    answered with its sampling parameters, every piece is sent to it as it is generated, and a
+    turn it cancels ends before the next token; the job is billed for the tokens sent.
+
+    Raises:
+        JobRejected: the prompt plus max_tokens does not fit the model's context window.
+    """
+    stream = streams.get(claimed.job.job_id) if streams is not None else None
+    if stream is not None:
+        return _answer_stream(engines.engine_for(model), cache, model, claimed, cached, stream)
+    if cached is not None:
+        return cached
+    params = SamplingParams(
+        max_tokens=claimed.job.max_tokens, temperature=DETERMINISTIC_TEMPERATURE
+    )
+    result, _ = _generate(
+        engines.engine_for(model), prompt_messages(claimed.prompt), params, lambda _: True
+    )
+    _fill_cache(cache, model, claimed, result)
+    return result
+
+
+def _answer_stream(
+    engine: LlamaEngine,
+    cache: SemanticCache | None,
+    model: LocalModel,
+    claimed: ClaimedJob,
+    cached: InferenceResult | None,
+    stream: JobStream,
+) -> InferenceResult:
+    results: list[InferenceResult] = []
+    budget = claimed.job.max_tokens
+    # The API may have started the first answer during the claim; it is used only if it is
+    # exactly the generation this step would start, and is cancelled after the first turn.
+    prestarted = stream.take_prestarted()
+    for turn in stream.turns():
+        left = budget - sum(result.completion_tokens for result in results)
+        max_tokens = max(1, min(turn.params.max_tokens, left))
+        params = turn.params.model_copy(update={"max_tokens": max_tokens})
+        deterministic = params == SamplingParams(max_tokens=params.max_tokens)
+        try:
+            if left <= 0:
+                result = InferenceResult(
+                    text="", prompt_tokens=0, completion_tokens=0, cache_hit=False
+                )
+                finish = "length"
+            elif (
+                not results
+                and cached is not None
+                and deterministic
+                and cached.completion_tokens <= params.max_tokens
+            ):
+                stream.publish(TokenPiece(cached.text, cached.completion_tokens))
+                result, finish = cached, "stop"
+            else:
+                own = turn.messages is None
+                messages = prompt_messages(claimed.prompt) if own else turn.messages
+                early = None
+                if prestarted is not None:
+                    first, generation = prestarted
+                    if (first.params, first.messages) == (params, tuple(messages)):
+                        early = generation
+                result, finish = _generate(engine, messages, params, stream.publish, early)
+                if own and deterministic and finish != "cancelled":
+                    _fill_cache(cache, model, claimed, result)
+        except BaseException as exc:
+            stream.fail(exc)
+            raise
+        finally:
+            if prestarted is not None:
+                prestarted[1].cancel()  # a no-op once used up
+                prestarted = None
+        stream.end_turn(result, finish)
+        results.append(result)
+    if len(results) == 1:
+        return results[0]
+    timed = [result for result in results if result.ttft_ms is not None]
+    return InferenceResult(
+        text="\n\n".join(result.text for result in results),
+        prompt_tokens=sum(result.prompt_tokens for result in results),
+        completion_tokens=sum(result.completion_tokens for result in results),
+        cache_hit=bool(results) and all(result.cache_hit for result in results),
+        ttft_ms=timed[0].ttft_ms if timed else None,
+        decode_tokens_per_s=timed[0].decode_tokens_per_s if timed else None,
+    )
+
+
+def _generate(
+    engine: LlamaEngine,
+    messages: Sequence[dict[str, str]],
+    params: SamplingParams,
+    publish: Callable[[TokenPiece], bool],
+    started_generation: Generation | None = None,
+) -> tuple[InferenceResult, str]:
+    """Generate one answer (or finish ``started_generation`` of it), handing each piece to
+    ``publish`` until it returns False; return the answer as sent (text and tokens), with time
+    to first token and decode speed, and why it ended.
+    """
+    started = time.perf_counter()
+    generation = started_generation or engine.stream(messages, params)
+    first_token_at: float | None = None
+    pieces: list[str] = []
+    tokens = 0
+    finish = "cancelled"
+    for piece in generation:
+        if first_token_at is None and piece.tokens:
+            first_token_at = time.perf_counter()
+        if not publish(piece):
+            break
+        pieces.append(piece.text)
+        tokens += piece.tokens
+    else:
+        finish = generation.finish_reason or "stop"
+    ended = time.perf_counter()
+    decode_s = 0.0 if first_token_at is None else ended - first_token_at
+    result = InferenceResult(
+        text="".join(pieces),
+        prompt_tokens=generation.prompt_tokens,
+        completion_tokens=tokens,
+        cache_hit=False,
+        ttft_ms=None if first_token_at is None else (first_token_at - started) * 1000,
+        decode_tokens_per_s=(tokens - 1) / decode_s if tokens > 1 and decode_s > 0 else None,
+    )
+    return result, finish
+
+
+def _fill_cache(
+    cache: SemanticCache | None, model: LocalModel, claimed: ClaimedJob, result: InferenceResult
+) -> None:
+    if cache is not None:
+        cache.store(
+            model.sha256,
+            claimed.prompt,
+            cache_params_key(),
+            result.text,
+            result.completion_tokens,
+            renter=claimed.job.renter,
+        )

@@ -1,0 +1,133 @@
+"""The claim step: check that a job is payable and servable, read its prompt, claim it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from fabstir.domain import ZERO_ADDRESS, ClaimedJob, Job, JobState
+from fabstir.errors import JobRejected, ObjectMissing
+from fabstir.models import ModelManager
+from fabstir.storage import ObjectStore, get_verified
+
+if TYPE_CHECKING:
+    from fabstir.chain import ChainClient
+    from fabstir.monitoring import CapacityGuard
+
+log = logging.getLogger(__name__)
+
+
+def claim_job(
+    chain: ChainClient,
+    catalog: ModelManager,
+    store: ObjectStore,
+    job_id: int,
+    our_price_per_token_wei: int,
+    capacity: CapacityGuard | None = None,
+) -> ClaimedJob:
+    """Check that the job is payable and servable, fetch its prompt, and claim it on chain.
+
+    ``our_price_per_token_wei`` is our ETH price; a job paid in an ERC-20 is held against the
+    price we registered on chain for that token. A job this host already claimed or settled is
+    returned without a transaction. With ``capacity``, a new job is claimed only while the
+    machine has the headroom it requires.
+
+    Raises:
+        JobRejected: unknown, refunded, cancelled, expired or someone else's job; model not
+            served; payment token not offered; price below ours; deposit below
+            ``max_tokens × price``; prompt missing; no capacity for a new job.
+        ResultIntegrityError: the stored prompt does not match the job's prompt hash.
+        ContractRevert: the contract refused the claim (simulated first, so no gas is spent).
+    """
+    started_at, started = time.time(), time.perf_counter()
+    job = chain.get_job(job_id)
+    context = {"job_id": job_id}
+    if job.state in (JobState.REFUNDED, JobState.CANCELLED):
+        raise JobRejected(f"job was {job.state.name.lower()}", code="job_closed", **context)
+    ours = job.host.lower() == chain.address.lower()
+    if job.host != ZERO_ADDRESS and not ours:
+        raise JobRejected(
+            "job belongs to another host", code="claimed_by_other", host=job.host, **context
+        )
+    spec = catalog.resolve(job.model_id)
+    if job.state is JobState.POSTED:
+        _check_payable(chain, job, spec.id, our_price_per_token_wei)
+    try:
+        prompt = read_prompt(store, job).decode("utf-8")
+    except ObjectMissing as exc:
+        raise JobRejected(
+            "prompt not found at the job's URI",
+            code="prompt_missing",
+            prompt_uri=job.prompt_uri,
+            **context,
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise JobRejected("prompt is not UTF-8 text", code="prompt_invalid", **context) from exc
+    if job.state is JobState.SETTLED:
+        log.info("job already settled by us", extra=context)
+        return ClaimedJob(
+            job=job,
+            model_name=spec.name,
+            prompt=prompt,
+            claim_tx=None,
+            receipt=chain.find_settlement(job_id),
+        )
+    timing = {"claim_started_at": started_at}
+    if job.state is JobState.CLAIMED:
+        log.info("job already claimed by us", extra=context)
+        timing["claim_ms"] = (time.perf_counter() - started) * 1000
+        return ClaimedJob(job=job, model_name=spec.name, prompt=prompt, claim_tx=None, **timing)
+    if capacity is not None:
+        capacity.check(job_id)
+    claim_tx = chain.claim_job(job_id)
+    log.info("job claimed", extra={**context, "tx": claim_tx})
+    timing["claim_ms"] = (time.perf_counter() - started) * 1000
+    return ClaimedJob(
+        job=chain.get_job(job_id), model_name=spec.name, prompt=prompt, claim_tx=claim_tx, **timing
+    )
+
+
+def read_prompt(store: ObjectStore, job: Job) -> bytes:
+    """Return the job's prompt bytes, checked against its on-chain hash."""
+    try:
+        return get_verified(store, job.prompt_uri, job.prompt_hash)
+    except ObjectMissing:
+        # A direct job's prompt reaches us through the API, which stores it at its content
+        # address here; the renter's URI may name a place we cannot read.
+        # Same key as content_key(prompt, "prompts"): the sha2-256 multihash of the bytes.
+        key = f"prompts/1220{job.prompt_hash.lower().removeprefix('0x')}"
+        return get_verified(store, store.uri_for(key), job.prompt_hash)
+
+
+def _check_payable(chain: ChainClient, job: Job, model_name: str, our_eth_price: int) -> None:
+    context = {"job_id": job.job_id}
+    if job.payment_token == ZERO_ADDRESS:
+        our_price = our_eth_price
+    else:
+        our_price = chain.price_of(chain.address, model_name, job.payment_token)
+        if our_price == 0:
+            raise JobRejected(
+                "we take no payment in this token",
+                code="token_not_offered",
+                payment_token=job.payment_token,
+                **context,
+            )
+    if job.price_per_token_wei < our_price:
+        raise JobRejected(
+            "job pays less per token than our price",
+            code="price_too_low",
+            job_price_wei=job.price_per_token_wei,
+            our_price_wei=our_price,
+            **context,
+        )
+    if job.deposit_wei < job.max_cost_wei:
+        raise JobRejected(
+            "deposit does not cover max_tokens × price",
+            code="insufficient_deposit",
+            deposit_wei=job.deposit_wei,
+            required_wei=job.max_cost_wei,
+            **context,
+        )
+    if job.deadline < chain.chain_time():
+        raise JobRejected("job deadline has passed", code="job_expired", **context)
