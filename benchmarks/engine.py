@@ -49,9 +49,23 @@ def _raw(path: str) -> Any:
 def _raw_stream(llm: Any, prompt: str, max_tokens: int) -> tuple[float, float, int]:
     """Return (seconds to first token, seconds in total, completion tokens) of one raw request.
 
-    ``Llama.generate`` yields one token at a time, so tokens are counted exactly; the prompt is the
-    same chat template rendering the engine uses.
+    It runs in a thread of its own. llama.cpp here is built with OpenMP, and every thread that
+    decodes keeps an OpenMP team while it lives; with more team threads than cores, libgomp stops
+    spin-waiting at barriers and each decode becomes ~1.7x slower. Raw decoding in the main
+    thread would leave such a team behind and slow the engine's worker thread measured after it.
     """
+    result: list[tuple[float, float, int]] = []
+    thread = threading.Thread(target=lambda: result.append(_raw_request(llm, prompt, max_tokens)))
+    thread.start()
+    thread.join()
+    if not result:
+        raise RuntimeError("raw request failed; see the thread's traceback above")
+    return result[0]
+
+
+def _raw_request(llm: Any, prompt: str, max_tokens: int) -> tuple[float, float, int]:
+    """Run one raw request in the calling thread; ``Llama.generate`` yields one token at a time,
+    so tokens are counted exactly; the prompt is the chat template rendering the engine uses."""
     import llama_cpp
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -163,8 +177,6 @@ def _concurrent(path: str, max_tokens: int, repeats: int) -> dict[str, dict[int,
     raws = [_raw(path) for _ in range(max(CONCURRENCY))]
     for llm in raws:
         _raw_stream(llm, PROMPTS[0], 4)
-    pool, engine = _engine(path, parallel=max(CONCURRENCY))
-    _engine_stream(engine, PROMPTS[0], 4)
     for _ in range(repeats):
         for n in CONCURRENCY:
             prompts = PROMPTS[:n]
@@ -173,18 +185,22 @@ def _concurrent(path: str, max_tokens: int, repeats: int) -> dict[str, dict[int,
             figures["raw_sequential"][n].append(tokens / (time.perf_counter() - start))
             wall, tokens = _in_threads(
                 [
-                    lambda i=i, p=p: _raw_stream(raws[i], p, max_tokens)[2]
+                    lambda i=i, p=p: _raw_request(raws[i], p, max_tokens)[2]
                     for i, p in enumerate(prompts)
                 ]
             )
             figures["raw_separate_contexts"][n].append(tokens / wall)
+            # A fresh engine each time: its worker thread, and so its OpenMP team (see
+            # _raw_stream), lives only while it is measured.
+            pool, engine = _engine(path, parallel=max(CONCURRENCY))
+            _engine_stream(engine, PROMPTS[0], 4)
             wall, tokens = _in_threads(
-                [lambda p=p: _engine_stream(engine, p, max_tokens)[2] for p in prompts]
+                [lambda p=p, e=engine: _engine_stream(e, p, max_tokens)[2] for p in prompts]
             )
+            pool.close()
             figures["engine_batched"][n].append(tokens / wall)
     for llm in raws:
         llm.close()
-    pool.close()
     return {
         name: {n: statistics.median(values) for n, values in by_n.items()}
         for name, by_n in figures.items()

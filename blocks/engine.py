@@ -59,6 +59,7 @@ class EngineBlock(Block):
                 self.get_disk(),
                 [spec.id for spec in self.models],
                 source_options={"s3": storage_options(self.storage, "s3://")},
+                registry_ttl_s=self.store.registry_ttl_s,
             ),
         )
 

@@ -51,6 +51,7 @@ def _as_posted_event(job: Job) -> JobEvent:
             "pricePerToken": job.price_per_token_wei,
             "maxTokens": job.max_tokens,
             "deposit": job.deposit_wei,
+            "promptUri": job.prompt_uri,
         },
     )
 
@@ -65,6 +66,9 @@ def _is_final_for(job: Job, host: str, now: int) -> bool:
 
 def open_jobs(chain: ChainClient, store: ObjectStore, eligibility: Eligibility) -> list[int]:
     """Return posted jobs this host would take and jobs it claimed but has not settled.
+
+    With ``eligibility.direct_prompt_uri`` set, this host's posted direct jobs are left to the
+    renter API, which claims them when their renter connects.
 
     Advances the low-water mark past the leading jobs that are final for this host.
     """

@@ -298,6 +298,13 @@ class ModelStoreSettings(BaseModel):
         gt=0,
         description="Disk the model files may use; least recently used unloaded models go first.",
     )
+    registry_ttl_s: float = Field(
+        default=5.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="How long a model's registry record is reused before the chain is read again: "
+        "an update is noticed at most this late. 0 reads it for every job.",
+    )
 
 
 class HostSettings(BaseModel):

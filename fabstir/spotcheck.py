@@ -8,7 +8,9 @@ record (``output_differs`` / ``tokens_differ``). A job answered from the semanti
 ``skipped``: a paraphrase's cached answer is not what the model says to this prompt.
 
 Every outcome is written to ``spot-checks/job-<id>.json`` in storage; a failure is also handed
-to ``on_failure`` (the Prefect flow turns it into a ``fabstir.spot-check.failed`` event).
+to ``on_failure`` (the Prefect flow turns it into a ``fabstir.spot-check.failed`` event). The
+scheduled flow checks the jobs this node delivered (its job index) that are settled on chain and
+not checked yet; the QA report reads the stored outcomes back for its pass rate.
 """
 
 from __future__ import annotations
@@ -58,8 +60,46 @@ class SpotCheck:
         return json.dumps(asdict(self), sort_keys=True).encode()
 
 
+JOBS_PREFIX = "jobs/"
+SPOT_CHECKS_PREFIX = "spot-checks/"
+
+
 def spot_check_key(job_id: int) -> str:
-    return f"spot-checks/job-{job_id}.json"
+    return f"{SPOT_CHECKS_PREFIX}job-{job_id}.json"
+
+
+def _indexed_job_ids(store: ObjectStore) -> list[int]:
+    # The job index (fabstir.storage.job_index) writes one ``jobs/<id>.json`` per delivered job.
+    names = (key.rsplit("/", 1)[-1] for key in store.list(JOBS_PREFIX))
+    return sorted(int(name.removesuffix(".json")) for name in names if name.endswith(".json"))
+
+
+def pending_spot_checks(
+    chain: ChainClient, store: ObjectStore, rate: float, seed: str
+) -> list[int]:
+    """Return the jobs to spot-check now: those this node delivered (its job index), picked by
+    :func:`select_for_spot_check`, without a stored outcome yet and settled on chain. A picked job
+    that is not settled yet is picked again on a later run.
+
+    Raises:
+        ValueError: ``rate`` is outside [0, 1].
+        TransientError: storage or the RPC stayed unreachable.
+    """
+    picked = select_for_spot_check(_indexed_job_ids(store), rate, seed)
+    return [
+        job_id
+        for job_id in picked
+        if not store.exists(spot_check_key(job_id))
+        and chain.get_job(job_id).state is JobState.SETTLED
+    ]
+
+
+def read_spot_checks(store: ObjectStore, since: float = 0.0) -> list[SpotCheck]:
+    """Return the stored spot-check outcomes checked after ``since`` (unix seconds), by job id."""
+    outcomes = (SpotCheck(**json.loads(store.get(key))) for key in store.list(SPOT_CHECKS_PREFIX))
+    return sorted(
+        (outcome for outcome in outcomes if outcome.checked_at > since), key=lambda o: o.job_id
+    )
 
 
 def select_for_spot_check(job_ids: Iterable[int], rate: float, seed: str) -> list[int]:

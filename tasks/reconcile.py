@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
@@ -15,6 +17,7 @@ from prefect.deployments import run_deployment
 
 from blocks import ChainBlock, StorageBlock, current_settings
 from fabstir import reconcile
+from fabstir.client import DIRECT_PROMPT_URI
 from tasks._policy import RETRIES, RETRY_DELAYS_S, retry_transient
 
 INFERENCE_FLOW = "inference-job"
@@ -35,7 +38,10 @@ def open_jobs() -> list[int]:
     return reconcile.open_jobs(
         chain,
         StorageBlock.from_settings(settings).get_client(),
-        reconcile.host_eligibility(chain, settings.host),
+        # The renter API runs this host's direct jobs; the watcher leaves them to it too.
+        replace(
+            reconcile.host_eligibility(chain, settings.host), direct_prompt_uri=DIRECT_PROMPT_URI
+        ),
     )
 
 

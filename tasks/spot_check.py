@@ -20,6 +20,24 @@ def emit_spot_check_failed(outcome: SpotCheck) -> None:
 
 
 @task(
+    name="spot-check-pending",
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAYS_S,
+    retry_condition_fn=retry_transient,
+    cache_policy=NO_CACHE,
+    timeout_seconds=300,
+)
+def pending_spot_checks() -> list[int]:
+    settings = current_settings()
+    return spotcheck.pending_spot_checks(
+        ChainBlock.from_settings(settings).get_client(),
+        StorageBlock.from_settings(settings).get_client(),
+        settings.prover.spot_check_rate,
+        settings.prover.spot_check_seed,
+    )
+
+
+@task(
     name="spot-check",
     task_run_name="spot-check-{job_id}",
     retries=RETRIES,

@@ -1,7 +1,7 @@
 """`fabstir-node register | update | unregister | status | withdraw | rate`: the host on chain.
 
 Each command signs with FABSTIR_CHAIN__HOST_PRIVATE_KEY on the configured network and prints one
-JSON object.
+JSON object. `status` adds the node's health checks (as `fabstir-node health --json` prints them).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
+from fabstir.commands.ops import check_health
 from fabstir.errors import ChainError, ConfigError
 from fabstir.settings import Settings
 
@@ -32,7 +33,9 @@ def register(commands: Any) -> None:
         "stake back.",
     ).set_defaults(handler=run_unregister)
     commands.add_parser(
-        "status", help="Show this host's registration, stake, offers, ratings and earnings."
+        "status",
+        help="Show this host's registration, stake, offers, ratings and earnings, and the node's "
+        "health checks (liveness, readiness with reasons).",
     ).set_defaults(handler=run_status)
     commands.add_parser(
         "withdraw", help="Withdraw everything the marketplace credits this account."
@@ -172,6 +175,9 @@ def run_status(settings: Settings, args: argparse.Namespace) -> int:
     status["staking_balance"] = client.balance_of(client.address, client.deployment.staking_token)
     status["network"] = settings.chain.network
     status["chain_id"] = client.deployment.chain_id
+    # Exit 0 even when not ready: `status` also answers "am I registered?" on a machine where the
+    # node is not running; `fabstir-node health` is the probe that exits 1.
+    status["health"] = check_health(settings)
     return _print(status)
 
 

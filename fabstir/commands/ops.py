@@ -36,11 +36,11 @@ def _port(text: str) -> int:
 
 
 def register(commands: Any) -> None:
-    status = commands.add_parser(
+    health = commands.add_parser(
         "health", help="Run the liveness and readiness checks; exit 1 when not ready."
     )
-    status.add_argument("--json", action="store_true", help="Print one JSON object.")
-    status.set_defaults(handler=show_status)
+    health.add_argument("--json", action="store_true", help="Print one JSON object.")
+    health.set_defaults(handler=show_health)
     report = commands.add_parser(
         "report", help="Write the QA report (HTML, PNG plots, JSON) to storage and print it."
     )
@@ -76,7 +76,9 @@ def _health(settings: Settings, sample: Any) -> Any:
     )
 
 
-def show_status(settings: Settings, args: argparse.Namespace) -> int:
+def check_health(settings: Settings) -> dict[str, Any]:
+    """Sample resources, run the liveness and readiness checks and compute uptime: the JSON that
+    `fabstir-node health --json` prints and `fabstir-node status` includes as ``health``."""
     from fabstir.monitoring import HeartbeatLog, sample_resources, uptime
 
     assert settings.models.dir is not None and settings.monitoring.heartbeat_file is not None
@@ -87,45 +89,50 @@ def show_status(settings: Settings, args: argparse.Namespace) -> int:
         time.time(),
         interval_s=settings.monitoring.sample_interval_s,
     )
-    checks = [health.live, *health.checks]
+    return {
+        "live": health.live.ok,
+        "ready": health.ready,
+        "reasons": health.reasons,
+        "checks": [asdict(check) for check in (health.live, *health.checks)],
+        "resources": asdict(sample),
+        "uptime": {u.window: u.ratio for u in windows},
+    }
+
+
+def show_health(settings: Settings, args: argparse.Namespace) -> int:
+    health = check_health(settings)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "live": health.live.ok,
-                    "ready": health.ready,
-                    "checks": [asdict(check) for check in checks],
-                    "resources": asdict(sample),
-                    "uptime": {u.window: u.ratio for u in windows},
-                }
-            )
-        )
+        print(json.dumps(health))
     else:
         from rich.console import Console
         from rich.table import Table
 
         table = Table("check", "ok", "reason", title="node health", title_justify="left")
-        for check in checks:
-            table.add_row(check.name, "yes" if check.ok else "NO", check.reason or "")
+        for check in health["checks"]:
+            table.add_row(check["name"], "yes" if check["ok"] else "NO", check["reason"] or "")
         console = Console()
         console.print(table)
+        resources = health["resources"]
         gpus = (
-            ", ".join(f"{g.index}: {g.name} {g.memory_free_bytes:,} B free" for g in sample.gpus)
-            or f"none ({sample.gpu_absent_reason})"
+            ", ".join(
+                f"{g['index']}: {g['name']} {g['memory_free_bytes']:,} B free"
+                for g in resources["gpus"]
+            )
+            or f"none ({resources['gpu_absent_reason']})"
         )
         console.print(
-            f"memory available {sample.memory_available_bytes:,} B; model disk free "
-            f"{sample.disk_free_bytes:,} B; GPUs: {gpus}"
+            f"memory available {resources['memory_available_bytes']:,} B; model disk free "
+            f"{resources['disk_free_bytes']:,} B; GPUs: {gpus}"
         )
         console.print(
             "uptime "
             + ", ".join(
-                f"{u.window} " + ("n/a" if u.ratio is None else f"{u.ratio * 100:.2f} %")
-                for u in windows
+                f"{window} " + ("n/a" if ratio is None else f"{ratio * 100:.2f} %")
+                for window, ratio in health["uptime"].items()
             )
         )
-        console.print("READY" if health.ready else "NOT READY: " + "; ".join(health.reasons))
-    return 0 if health.ready else 1
+        console.print("READY" if health["ready"] else "NOT READY: " + "; ".join(health["reasons"]))
+    return 0 if health["ready"] else 1
 
 
 def _chain_figures(settings: Settings) -> tuple[Any, dict[str, int] | None]:

@@ -5,10 +5,12 @@ the job runs. When the registry later points the id at new bytes, the new versio
 verifies in the background while new jobs keep getting the old one; once verified, new jobs switch
 to it in one step, and jobs that already hold the old ``LocalModel`` finish on it.
 
-The registry is read on every ``resolve``, so an update is noticed by the next job. A version that
-fails to download or verify is not tried again in the background until a wait has passed, which
-doubles with each failure; a job asking for a version that failed to verify gets the same error
-without a download until then. So a bad registry entry costs one download per wait, not one per job.
+The registry's record of a model is read again once it is ``registry_ttl_s`` old, so an update
+is noticed by the first job after that (with 0, by the next job), while the jobs in between and a
+job's second look (claim, then fetch) cost no chain read. A version that fails to download or
+verify is not tried again in the background until a wait has passed, which doubles with each
+failure; a job asking for a version that failed to verify gets the same error without a download
+until then. So a bad registry entry costs one download per wait, not one per job.
 """
 
 from __future__ import annotations
@@ -76,18 +78,23 @@ class ModelManager:
         source_options: Mapping[str, dict[str, Any]] | None = None,
         retry_after_s: float = DEFAULT_RETRY_AFTER_S,
         max_retry_after_s: float = DEFAULT_MAX_RETRY_AFTER_S,
+        registry_ttl_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``source_options`` maps a URL protocol (``"s3"``) to the fsspec options it needs.
 
         A version that failed is tried again after ``retry_after_s``, then after twice that, and
-        so on up to ``max_retry_after_s``; ``clock`` (seconds) measures those waits.
+        so on up to ``max_retry_after_s``. A registry record is reused for ``registry_ttl_s``
+        after it was read (0: read on every ``resolve``). ``clock`` (seconds) measures both.
         """
         if not 0 < retry_after_s <= max_retry_after_s:
             raise ValueError(
                 "need 0 < retry_after_s <= max_retry_after_s, "
                 f"got {retry_after_s} and {max_retry_after_s}"
             )
+        if not registry_ttl_s >= 0:  # also refuses NaN
+            raise ValueError(f"need registry_ttl_s >= 0, got {registry_ttl_s}")
+        self._registry_ttl_s = registry_ttl_s
         self._retry_after_s = retry_after_s
         self._max_retry_after_s = max_retry_after_s
         self._clock = clock
@@ -96,6 +103,8 @@ class ModelManager:
         self.disk = disk
         self._served = {model_id_of(name): name for name in served}
         self._in_force: dict[str, ModelRecord] = {}
+        # model id -> (clock time it expires, the registry's record read before then).
+        self._registry_reads: dict[str, tuple[float, ModelRecord]] = {}
         # sha256 -> (size, mtime_ns) of files whose hash matched in this process.
         self._verified: dict[str, tuple[int, int]] = {}
         self._updates: dict[str, threading.Thread] = {}
@@ -200,7 +209,7 @@ class ModelManager:
 
     def _in_force_version(self, model_id: str) -> ModelRecord:
         """Return the version new jobs get; start fetching a newer registry version if needed."""
-        latest = self._registry.model(model_id)
+        latest = self._registry_record(model_id)
         if not latest.active:
             raise JobRejected("model is deactivated", code="model_inactive", model_id=model_id)
         with self._lock:
@@ -213,6 +222,22 @@ class ModelManager:
             if self._retry_in_s(latest) is None:
                 self._start_update(latest)
             return current
+
+    def _registry_record(self, model_id: str) -> ModelRecord:
+        """Return the registry's record of ``model_id``, read at most once per ``registry_ttl_s``.
+
+        Only records are kept: an unknown model is asked about again on the next call.
+        """
+        now = self._clock()
+        with self._lock:
+            kept = self._registry_reads.get(model_id)
+        if kept is not None and now < kept[0]:
+            return kept[1]
+        record = self._registry.model(model_id)
+        if self._registry_ttl_s > 0:
+            with self._lock:
+                self._registry_reads[model_id] = (now + self._registry_ttl_s, record)
+        return record
 
     def _start_update(self, record: ModelRecord) -> None:
         if record.id in self._updates:

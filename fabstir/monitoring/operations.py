@@ -1,5 +1,5 @@
 """The node's health and QA report assembled from its settings: what `fabstir-node status`,
-`fabstir-node report`, the monitor loop and the qa-report flow share."""
+`fabstir-node health`, `fabstir-node report`, the monitor loop and the qa-report flow share."""
 
 from __future__ import annotations
 
@@ -28,8 +28,9 @@ from fabstir.monitoring.report import (
     save_report,
 )
 from fabstir.monitoring.resources import ResourceSample
-from fabstir.monitoring.uptime import HeartbeatLog, uptime
+from fabstir.monitoring.uptime import DAY_S, HeartbeatLog, uptime
 from fabstir.settings import Settings
+from fabstir.spotcheck import read_spot_checks
 from fabstir.storage import open_store
 
 log = logging.getLogger(__name__)
@@ -78,11 +79,11 @@ def make_report(
     days: int,
     job_states: Mapping[str, int] | None = None,
     ratings: RatingSummary | None = None,
-    spot_checks: Sequence[bool] = (),
     token_decimals: Mapping[str, int] | None = None,
 ) -> ReportOutput:
-    """Build the QA report of the last ``days`` from the quality table and
-    heartbeats, draw its plots and save HTML, PNGs and JSON to storage.
+    """Build the QA report of the last ``days`` from the quality table, heartbeats and the
+    spot-check outcomes stored in the window (skipped checks left out), draw its plots and save
+    HTML, PNGs and JSON to storage.
 
     Raises:
         TransientError: storage stayed unreachable.
@@ -91,6 +92,7 @@ def make_report(
     assert monitoring.heartbeat_file is not None
     store = open_store(settings.storage)
     frame = QualityLog(store).frame()
+    checked = read_spot_checks(store, since=now - days * DAY_S)
     report = build_report(
         frame,
         now=now,
@@ -102,7 +104,9 @@ def make_report(
         ),
         ratings=ratings,
         job_states=job_states,
-        spot_checks=spot_checks,
+        spot_checks=[
+            c.status == "passed" for c in checked if c.status != "skipped" and c.checked_at <= now
+        ],
         token_decimals=token_decimals,
     )
     daily = daily_table(frame, now, days)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -115,3 +117,25 @@ def node(
             deployment=deployment,
             model=tiny_model,
         )
+
+
+def run_states_since(job_id: int, since: datetime, timeout_s: float = 60) -> list[str]:
+    """Return the final states of the runs named ``job-<job_id>`` created after ``since`` (job
+    ids repeat per devnet, the Prefect server is the session's), once none is still going."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    deadline = time.monotonic() + timeout_s
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[f"job-{job_id}"]))
+            )
+            states = [
+                run.state
+                for run in runs
+                if run.created is not None and run.created >= since and run.state is not None
+            ]
+            if all(state.is_final() for state in states) or time.monotonic() > deadline:
+                return sorted(state.type.value for state in states)
+            time.sleep(0.2)

@@ -10,13 +10,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 from openai import OpenAI
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 
 from fabstir.chain import ChainClient
 from fabstir.client import RenterClient
@@ -24,7 +23,7 @@ from fabstir.commands.api import build_api
 from fabstir.domain import JobState
 from fabstir.proofs import BillingProver
 from fabstir.settings import ANVIL_KEYS, load_settings
-from tests.e2e.conftest import PRICE_PER_TOKEN_WEI, Node
+from tests.e2e.conftest import PRICE_PER_TOKEN_WEI, Node, run_states_since
 
 pytestmark = pytest.mark.e2e
 
@@ -69,14 +68,6 @@ def _wait_settled(chain: ChainClient, job_id: int) -> None:
     raise AssertionError("job did not settle")
 
 
-def _flow_run_states(job_id: int) -> list[str]:
-    with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[f"job-{job_id}"]))
-        )
-    return [run.state.type.value for run in runs if run.state is not None]
-
-
 def test_an_openai_stream_runs_the_jobs_flow_and_bills_the_tokens_streamed(
     node: Node, api_url: str, prover_dir: Path
 ) -> None:
@@ -84,6 +75,7 @@ def test_an_openai_stream_runs_the_jobs_flow_and_bills_the_tokens_streamed(
     (offer,) = renter.find_hosts(node.model.id)
     messages = [{"role": "user", "content": "the cat sat on"}]
     job_id = renter.post_chat_job(offer, messages, max_tokens=12)
+    since = datetime.now(UTC)
     deposit = renter.chain.get_job(job_id).deposit_wei
     client = OpenAI(
         base_url=api_url + "/v1", api_key=renter.authenticate(api_url, job_id), max_retries=0
@@ -109,7 +101,7 @@ def test_an_openai_stream_runs_the_jobs_flow_and_bills_the_tokens_streamed(
     usage = chunks[-1].usage
     assert usage is not None and 0 < usage.completion_tokens <= 12 and text
     _wait_settled(renter.chain, job_id)
-    assert _flow_run_states(job_id) == ["COMPLETED"]
+    assert run_states_since(job_id, since) == ["COMPLETED"]
     delivery = renter.fetch_result(api_url, renter.authenticate(api_url, job_id), job_id)
     assert delivery.record.output == text
     job = renter.chain.get_job(job_id)

@@ -21,6 +21,7 @@ from prefect.settings import PREFECT_API_URL
 
 from deployments.bootstrap import bootstrap
 from deployments.runner import EventDispatch, LocalRunner
+from fabstir.client import DIRECT_PROMPT_URI
 from fabstir.commands.run import build_watcher
 from fabstir.domain import JobState
 from fabstir.service import ServiceGroup
@@ -125,7 +126,18 @@ def test_deployment_run_event_trigger_and_reconcile_each_settle_a_job(
     )
     EventDispatch().track(by_event)
     runs = [_wait_for_run(f"job-{job_id}", since) for job_id in (by_cli, by_event)]
-    assert reconcile() == [missed], "reconcile starts only the job that has no run"
+    # The renter API's to run when its renter connects: reconcile must not start it.
+    node.renter.post_job(
+        node.model.id,
+        "0x" + "11" * 32,
+        DIRECT_PROMPT_URI,
+        MAX_TOKENS,
+        WATCHED_PRICE_WEI,
+        MAX_TOKENS * WATCHED_PRICE_WEI,
+        node.renter.chain_time() + 3600,
+        host=node.host.address,
+    )
+    assert reconcile() == [missed], "reconcile starts only the market job that has no run"
     runs.append(_wait_for_run(f"job-{missed}", since))
 
     for job_id, run in zip((by_cli, by_event, missed), runs, strict=True):

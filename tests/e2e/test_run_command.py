@@ -14,13 +14,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 from openai import OpenAI
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from prefect.settings import PREFECT_API_URL
 
 from fabstir.client import RenterClient
@@ -29,7 +28,7 @@ from fabstir.proofs import BillingProver
 from fabstir.settings import ANVIL_KEYS
 from fabstir.storage import put_content
 from tests.conftest import REPO_ROOT
-from tests.e2e.conftest import MAX_TOKENS, Node
+from tests.e2e.conftest import MAX_TOKENS, Node, run_states_since
 
 pytestmark = pytest.mark.e2e
 
@@ -89,18 +88,11 @@ def _wait_settled(node: Node, job_id: int, timeout_s: float = 60) -> None:
         time.sleep(0.2)
 
 
-def _runs_of(job_id: int) -> list[str]:
-    with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[f"job-{job_id}"]))
-        )
-    return [run.state.type.value for run in runs if run.state is not None]
-
-
 def test_run_settles_a_market_job_serves_the_api_and_stops_cleanly_on_sigint(
     node: Node, prover_dir: Path, running_node: tuple[subprocess.Popen[bytes], str]
 ) -> None:
     process, url = running_node
+    since = datetime.now(UTC)
     renter = RenterClient(node.deployment, ANVIL_KEYS[2], prover=BillingProver(prover_dir))
     (offer,) = renter.find_hosts(node.model.id)
     messages = [{"role": "user", "content": "the cat sat on"}]
@@ -135,6 +127,6 @@ def test_run_settles_a_market_job_serves_the_api_and_stops_cleanly_on_sigint(
 
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) == 0
-    assert _runs_of(market_job) == ["COMPLETED"]
-    assert _runs_of(direct_job) == ["COMPLETED"]
+    assert run_states_since(market_job, since) == ["COMPLETED"]
+    assert run_states_since(direct_job, since) == ["COMPLETED"]
     assert node.renter.get_job(market_job).tokens_used > 0

@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from eth_account import Account
 from web3 import HTTPProvider, Web3
+from web3.contract import Contract
 
-from fabstir.chain import ETH, ChainClient, Deployment, Devnet, Offer
+from fabstir.chain import ETH, ChainClient, Deployment, Devnet, Offer, TxPolicy
+from fabstir.chain.contracts import Artifact
+from fabstir.chain.transactions import TransactionSender
 from fabstir.proofs import BillingProver
 from fabstir.settings import ANVIL_KEYS, ModelSpec
 from tests.support.billing import billing_proof
 
 # Not one of anvil's prefunded accounts: a second host, funded by the fixture.
 OTHER_HOST_KEY = "0x" + "42" * 32
+# Another fresh account: deploys and drives the hostile test contracts, so its nonces never race
+# the clients of the named roles.
+ATTACKER_KEY = "0x" + "a7" * 32
+REPO_ROOT = Path(__file__).resolve().parents[3]
+TEST_CONTRACTS_DIR = REPO_ROOT / "tests" / "contracts"
+# solc-js standard JSON in, standard JSON out; the same compiler `npm ci` installs for contracts/.
+_SOLC_JS = "process.stdout.write(require('solc').compile(require('fs').readFileSync(0, 'utf8')))"
 MODEL = "smollm2-135m-instruct-q4_1"
 OTHER_MODEL = "another-model"
 PRICE_PER_TOKEN_WEI = 1_000_000_007
@@ -141,3 +154,64 @@ def proof_for(
     return lambda job_id, result_hash, tokens: billing_proof(
         billing_prover, renter, job_id, result_hash, tokens
     )
+
+
+@pytest.fixture(scope="session")
+def test_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Artifact]:
+    """Compile tests/contracts/*.sol (hostile contracts that exist only for tests, never shipped)
+    with solc-js and the settings of contracts/build.mjs; keep the standard JSON in a tmp dir."""
+    sources = sorted(TEST_CONTRACTS_DIR.glob("*.sol"))
+    compiler_input = {
+        "language": "Solidity",
+        "sources": {path.name: {"content": path.read_text(encoding="utf-8")} for path in sources},
+        "settings": {
+            "optimizer": {"enabled": True, "runs": 200},
+            "evmVersion": "cancun",
+            "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object"]}},
+        },
+    }
+    compiled = subprocess.run(
+        ["node", "-e", _SOLC_JS],
+        input=json.dumps(compiler_input),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO_ROOT,
+    ).stdout
+    (tmp_path_factory.mktemp("test-contracts") / "solc-output.json").write_text(compiled)
+    output = json.loads(compiled)
+    problems = [problem["formattedMessage"] for problem in output.get("errors", [])]
+    assert not problems, "\n".join(problems)
+    return {
+        path.stem: Artifact(
+            contract_name=path.stem,
+            abi=output["contracts"][path.name][path.stem]["abi"],
+            bytecode="0x" + output["contracts"][path.name][path.stem]["evm"]["bytecode"]["object"],
+            source_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        )
+        for path in sources
+    }
+
+
+@pytest.fixture
+def attacker(w3: Web3) -> TransactionSender:
+    """A funded fresh account's transaction queue (simulates first, so reverts are decoded)."""
+    w3.provider.make_request(
+        "anvil_setBalance", [Account.from_key(ATTACKER_KEY).address, hex(10**20)]
+    )
+    return TransactionSender(w3, ATTACKER_KEY, TxPolicy())
+
+
+@pytest.fixture
+def deploy_test_contract(
+    w3: Web3, attacker: TransactionSender, test_artifacts: dict[str, Artifact]
+) -> Callable[..., Contract]:
+    """Deploy one of tests/contracts by name, as the attacker: (name, *constructor_args)."""
+
+    def deploy(name: str, *args: object) -> Contract:
+        artifact = test_artifacts[name]
+        factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+        receipt = attacker.send(factory.constructor(*args), contract=name)
+        return w3.eth.contract(receipt["contractAddress"], abi=artifact.abi)
+
+    return deploy

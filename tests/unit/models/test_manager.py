@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from fabstir.chain import model_id_of
-from fabstir.errors import JobRejected, ModelIntegrityError
+from fabstir.errors import ConfigError, JobRejected, ModelIntegrityError
 from fabstir.models import (
     ModelDiskCache,
     ModelManager,
@@ -14,7 +14,7 @@ from fabstir.models import (
     SettingsModelRegistry,
     file_sha256,
 )
-from fabstir.settings import ModelSpec
+from fabstir.settings import ModelSpec, load_settings
 
 
 class RepointableRegistry:
@@ -265,3 +265,96 @@ def test_an_adapter_gets_the_base_version_in_force(tmp_path: Path) -> None:
     assert manager.pull("tuned").base.sha256 == base_v1.sha256  # type: ignore[union-attr]
     manager.wait_for_updates(timeout_s=30)
     assert manager.pull("tuned").base.sha256 == base_v2.sha256  # type: ignore[union-attr]
+
+
+class CountingRegistry(RepointableRegistry):
+    """Counts the registry reads, each of which is a chain call in production."""
+
+    def __init__(self, *records: ModelRecord) -> None:
+        super().__init__(*records)
+        self.reads = 0
+
+    def model(self, model_id: str) -> ModelRecord:
+        self.reads += 1
+        return super().model(model_id)
+
+
+def test_the_registry_record_is_reused_for_its_ttl_then_an_update_is_noticed(
+    tmp_path: Path,
+) -> None:
+    v1, v2 = _spec(tmp_path, "v1", b"version one"), _spec(tmp_path, "v2", b"version two")
+    record = ModelRecord(id=model_id_of("m"), name="m", sha256=v1.sha256, uri=v1.uri)
+    registry, clock = CountingRegistry(record), FakeClock()
+    disk = ModelDiskCache(tmp_path / "cache", 10**6)
+    manager = ModelManager(registry, disk, ["m"], registry_ttl_s=5, clock=clock)
+    # A job's claim resolves the model, then its fetch step resolves it again.
+    running_job = manager.fetch(manager.resolve(record.id))
+    assert manager.resolve(record.id).sha256 == v1.sha256
+    assert registry.reads == 1
+
+    registry.point(ModelRecord(id=record.id, name="m", sha256=v2.sha256, uri=v2.uri))
+    clock.now_s = 4.9
+    assert manager.resolve(record.id).sha256 == v1.sha256
+    assert registry.reads == 1, "read again before the TTL was over"
+    clock.now_s = 5.0
+    assert manager.resolve(record.id).sha256 == v1.sha256  # v2 downloads in the background
+    assert registry.reads == 2
+    manager.wait_for_updates(timeout_s=30)
+    assert manager.fetch(manager.resolve(record.id)).sha256 == v2.sha256
+    assert registry.reads == 2
+    assert Path(running_job.path).read_bytes() == b"version one"
+
+    registry.point(ModelRecord(id=record.id, name="m", sha256=v2.sha256, uri=v2.uri, active=False))
+    clock.now_s = 10.0
+    with pytest.raises(JobRejected) as refused:
+        manager.resolve(record.id)
+    assert refused.value.code == "model_inactive"
+
+
+def test_with_a_zero_ttl_every_resolve_reads_the_registry(tmp_path: Path) -> None:
+    v1 = _spec(tmp_path, "v1", b"version one")
+    registry = CountingRegistry(
+        ModelRecord(id=model_id_of("m"), name="m", sha256=v1.sha256, uri=v1.uri)
+    )
+    manager = ModelManager(
+        registry, ModelDiskCache(tmp_path / "cache", 10**6), ["m"], registry_ttl_s=0
+    )
+    for _ in range(3):
+        manager.resolve(model_id_of("m"))
+    assert registry.reads == 3
+
+
+def test_a_model_the_registry_does_not_know_is_asked_about_again(tmp_path: Path) -> None:
+    registry = CountingRegistry()
+    manager = ModelManager(
+        registry, ModelDiskCache(tmp_path / "cache", 10**6), ["m"], registry_ttl_s=60
+    )
+    for _ in range(2):
+        with pytest.raises(JobRejected):
+            manager.resolve(model_id_of("m"))
+    assert registry.reads == 2
+
+
+@pytest.mark.parametrize("ttl_s", [-1.0, float("nan")])
+def test_a_wrong_registry_ttl_is_refused(tmp_path: Path, ttl_s: float) -> None:
+    with pytest.raises(ValueError, match="registry_ttl_s"):
+        ModelManager(
+            SettingsModelRegistry([]), ModelDiskCache(tmp_path, 10**6), [], registry_ttl_s=ttl_s
+        )
+
+
+@pytest.mark.parametrize("value", ["-1", "soon", "nan", "inf"])
+def test_a_wrong_registry_ttl_setting_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("FABSTIR_MODELS__REGISTRY_TTL_S", value)
+    with pytest.raises(ConfigError, match="FABSTIR_MODELS__REGISTRY_TTL_S"):
+        load_settings()
+
+
+def test_the_registry_ttl_setting_is_a_few_seconds_and_0_turns_it_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert 0 < load_settings().models.registry_ttl_s <= 10
+    monkeypatch.setenv("FABSTIR_MODELS__REGISTRY_TTL_S", "0")
+    assert load_settings().models.registry_ttl_s == 0
