@@ -24,6 +24,7 @@ from fabstir.domain import JobState
 from fabstir.proofs import BillingProver
 from fabstir.settings import ANVIL_KEYS, load_settings
 from tests.e2e.conftest import PRICE_PER_TOKEN_WEI, Node, run_states_since
+from tests.support.slow_generation import hold_generation_until_cancelled
 
 pytestmark = pytest.mark.e2e
 
@@ -116,8 +117,9 @@ def test_an_openai_stream_runs_the_jobs_flow_and_bills_the_tokens_streamed(
 
 
 def test_leaving_mid_stream_stops_the_flows_generation_and_bills_what_was_sent(
-    node: Node, api_url: str, prover_dir: Path
+    node: Node, api_url: str, prover_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    hold_generation_until_cancelled(monkeypatch, after_pieces=16)
     renter = RenterClient(node.deployment, ANVIL_KEYS[2], prover=BillingProver(prover_dir))
     (offer,) = renter.find_hosts(node.model.id)
     messages = [{"role": "user", "content": LONG_PROMPT}]

@@ -11,6 +11,7 @@ import pytest
 
 from fabstir.domain import JobState
 from tests.integration.api.conftest import MAX_TOKENS, PRICE_PER_TOKEN_WEI, ApiNode
+from tests.support.slow_generation import hold_generation_until_cancelled
 
 pytestmark = pytest.mark.integration
 
@@ -93,7 +94,10 @@ def test_text_completion_streams_and_answers_plain_prompts(api_node: ApiNode) ->
     wait_settled(api_node, job_id)
 
 
-def test_cancelling_mid_stream_bills_only_the_tokens_sent(api_node: ApiNode) -> None:
+def test_cancelling_mid_stream_bills_only_the_tokens_sent(
+    api_node: ApiNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hold_generation_until_cancelled(monkeypatch, after_pieces=8)
     messages = [{"role": "user", "content": LONG_PROMPT}]
     job_id = api_node.post_chat(messages, max_tokens=400)
     token = api_node.renter.authenticate(api_node.url, job_id)

@@ -13,6 +13,7 @@ from websockets.sync.client import connect
 from fabstir.client import KeyPair, session_key_message
 from tests.integration.api.conftest import PRICE_PER_TOKEN_WEI, ApiNode
 from tests.integration.api.test_streaming import LONG_PROMPT, wait_settled
+from tests.support.slow_generation import hold_generation_until_cancelled
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +60,10 @@ def test_a_session_answers_several_turns_and_settles_their_tokens(api_node: ApiN
     assert receipt.paid_to_host_wei + receipt.fee_wei == total * PRICE_PER_TOKEN_WEI
 
 
-def test_cancel_stops_a_turn_between_tokens(api_node: ApiNode) -> None:
+def test_cancel_stops_a_turn_between_tokens(
+    api_node: ApiNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hold_generation_until_cancelled(monkeypatch, after_pieces=4)
     long = [{"role": "user", "content": LONG_PROMPT}]
     job_id = api_node.post_chat(long, max_tokens=400)
     token = api_node.renter.authenticate(api_node.url, job_id)
