@@ -7,8 +7,8 @@ For the same prompts, the seven core calls made directly (baseline) and the same
 deployment run in this process, the way `fabstir-node run` runs it (candidate: run created from
 the deployment, seven tasks, runner heartbeats, summary artifact). ``pickup_s``: from the
 renter's postJob transaction being mined to the host's claim being on chain, with the watcher
-polling every 0.25 s. All figures are medians. With --json the last line is one JSON object
-with keys direct_ms, flow_ms, overhead_ms, pickup_s.
+polling at its default interval (FABSTIR_CHAIN__WATCH_POLL_S). All figures are medians. With
+--json the last line is one JSON object with keys direct_ms, flow_ms, overhead_ms, pickup_s.
 """
 
 from __future__ import annotations
@@ -78,7 +78,6 @@ def main() -> None:
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_LOGGING_LEVEL": "WARNING",
             "FABSTIR_HOME": str(workdir / "home"),
-            "FABSTIR_CHAIN__WATCH_POLL_S": "0.25",
         }
     )
     os.environ.setdefault(
