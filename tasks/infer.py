@@ -11,6 +11,7 @@ from fabstir import pipeline
 from fabstir.domain import ClaimedJob, InferenceResult, LocalModel
 from fabstir.settings import OrchestrationSettings
 from tasks._policy import RETRIES, RETRY_DELAYS_S, retry_transient
+from tasks._progress import GenerationProgress
 
 
 def gpu_slot(
@@ -43,12 +44,21 @@ def infer(
     claimed: ClaimedJob, model: LocalModel, cached: InferenceResult | None
 ) -> InferenceResult:
     settings = current_settings()
+    progress = (
+        None
+        if cached is not None
+        else GenerationProgress(claimed.job.job_id, claimed.job.max_tokens)
+    )
     with gpu_slot(settings.orchestration, generating=cached is None):
-        return pipeline.infer(
+        result = pipeline.infer(
             EngineBlock.from_settings(settings).get_client(),
             CacheBlock.from_settings(settings).get_client(),
             model,
             claimed,
             cached,
             streams=job_streams(),
+            progress=progress.report if progress is not None else None,
         )
+    if progress is not None:
+        progress.complete()
+    return result

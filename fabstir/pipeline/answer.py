@@ -104,8 +104,11 @@ def infer(
     claimed: ClaimedJob,
     cached: InferenceResult | None,
     streams: JobStreams | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> InferenceResult:
     """Answer the job: the cached answer if there is one, else llama.cpp, filling the cache.
+
+    ``progress`` is told the number of tokens generated so far after each piece.
 
     With ``streams`` holding a renter connected to the job through the API, its turns are
     answered with its sampling parameters, every piece is sent to it as it is generated, and a
@@ -116,14 +119,19 @@ def infer(
     """
     stream = streams.get(claimed.job.job_id) if streams is not None else None
     if stream is not None:
-        return _answer_stream(engines.engine_for(model), cache, model, claimed, cached, stream)
+        return _answer_stream(
+            engines.engine_for(model), cache, model, claimed, cached, stream, progress
+        )
     if cached is not None:
         return cached
     params = SamplingParams(
         max_tokens=claimed.job.max_tokens, temperature=DETERMINISTIC_TEMPERATURE
     )
     result, _ = _generate(
-        engines.engine_for(model), prompt_messages(claimed.prompt), params, lambda _: True
+        engines.engine_for(model),
+        prompt_messages(claimed.prompt),
+        params,
+        _reporting(lambda _: True, progress),
     )
     _fill_cache(cache, model, claimed, result)
     return result
@@ -136,6 +144,7 @@ def _answer_stream(
     claimed: ClaimedJob,
     cached: InferenceResult | None,
     stream: JobStream,
+    progress: Callable[[int], None] | None = None,
 ) -> InferenceResult:
     results: list[InferenceResult] = []
     budget = claimed.job.max_tokens
@@ -169,7 +178,9 @@ def _answer_stream(
                     first, generation = prestarted
                     if (first.params, first.messages) == (params, tuple(messages)):
                         early = generation
-                result, finish = _generate(engine, messages, params, stream.publish, early)
+                result, finish = _generate(
+                    engine, messages, params, _reporting(stream.publish, progress), early
+                )
                 if own and deterministic and finish != "cancelled":
                     _fill_cache(cache, model, claimed, result)
         except BaseException as exc:
@@ -192,6 +203,25 @@ def _answer_stream(
         ttft_ms=timed[0].ttft_ms if timed else None,
         decode_tokens_per_s=timed[0].decode_tokens_per_s if timed else None,
     )
+
+
+def _reporting(
+    publish: Callable[[TokenPiece], bool], progress: Callable[[int], None] | None
+) -> Callable[[TokenPiece], bool]:
+    """Wrap ``publish`` so ``progress`` hears the running token count of what was sent."""
+    if progress is None:
+        return publish
+    sent = 0
+
+    def publish_and_report(piece: TokenPiece) -> bool:
+        nonlocal sent
+        if not publish(piece):
+            return False
+        sent += piece.tokens
+        progress(sent)
+        return True
+
+    return publish_and_report
 
 
 def _generate(

@@ -108,6 +108,17 @@ def test_a_job_is_credited_exactly_then_withdrawn_stored_and_proven(
     assert (delivery.tokens, delivery.proved_with) == (receipt.tokens, (job_id,))
 
 
+def test_generation_progress_is_shown_as_an_artifact(node: Node) -> None:
+    from prefect.artifacts import Artifact
+
+    job_id = node.post("the dog sat on the sun")
+    inference_job(job_id)
+
+    artifact = Artifact.get(f"job-{job_id}-progress")
+    assert artifact is not None and artifact.type == "progress"
+    assert artifact.data == 100.0
+
+
 def test_a_paraphrase_is_answered_from_the_cache_and_still_billed_and_proven(
     node: Node, prover_dir: Path
 ) -> None:
