@@ -2,16 +2,18 @@
 
     python -m benchmarks.api [--model PATH] [--max-tokens 64] [--repeats 3] [--json]
 
-Same model, prompt, context and greedy decoding. "Raw" is ``Llama.generate`` in this process
-(as in ``benchmarks.engine``). "API" is a streamed chat request to the node (uvicorn on
-loopback, a devnet with our contracts): the renter's job is posted and its token obtained
-before the clock starts, so the API's time to first token includes what the node does per
-request — the on-chain job check, the prompt write, the claim transaction, the model lookup —
-then our engine's first token; tokens/s is the decode rate the client sees after the first token.
-Store, prove and settle run after the stream and are not timed. The client keeps one HTTP
-connection pool, as OpenAI clients do, so its own setup (~15 ms for an httpx client's SSL
-context) is not counted. Raw and API requests alternate, so both see the same machine load.
-Medians over the repeats.
+Same model, prompt, context and greedy decoding. "Raw" is ``Llama.generate`` (as in
+``benchmarks.engine``, each request in a thread that ends), measured before the node starts: the
+node's engine thread keeps an OpenMP team alive, and a raw decode beside it (in this process or
+another on the same 2 cores) runs much slower, flattering the API. "API" is a streamed chat
+request to the node (uvicorn on loopback, a devnet with our contracts): the renter's job is
+posted and its token obtained before the clock starts, so the API's time to first token includes
+what the node does per request (the on-chain job check, the prompt write, the claim transaction,
+the model lookup) and then our engine's first token; tokens/s is the decode rate the client sees
+after the first token. Store, prove and settle run after the stream and are not timed. The
+client keeps one HTTP connection pool, as OpenAI clients do, so its own setup (~15 ms for an
+httpx client's SSL context) is not counted. Raw and API are measured one after the other, so run
+it on a quiet machine. Medians over the repeats.
 """
 
 from __future__ import annotations
@@ -165,18 +167,20 @@ def main() -> None:
 
     spec = ModelSpec(id="bench-model", uri=str(args.model), sha256=file_sha256(args.model))
     llm = _raw(str(args.model))
-    raw, api = [], []
+    _raw_stream(llm, PROMPT, args.max_tokens)  # warm-up: graph allocation, Jinja compile
+    raw = [_raw_stream(llm, PROMPT, args.max_tokens) for _ in range(args.repeats)]
+    llm.close()
+    api = []
     with tempfile.TemporaryDirectory() as tmp, httpx.Client(timeout=300) as http:
         url, renter, close = _start_node(Path(tmp), spec)
         try:
-            _raw_stream(llm, PROMPT, args.max_tokens)  # warm-ups (prover keys, caches)
-            _api_stream(http, url, renter, spec.id, args.max_tokens)
-            for _ in range(args.repeats):
-                raw.append(_raw_stream(llm, PROMPT, args.max_tokens))
-                api.append(_api_stream(http, url, renter, spec.id, args.max_tokens))
+            _api_stream(http, url, renter, spec.id, args.max_tokens)  # warm-up: keys, caches
+            api = [
+                _api_stream(http, url, renter, spec.id, args.max_tokens)
+                for _ in range(args.repeats)
+            ]
         finally:
             close()
-            llm.close()
     raw_ttft_ms, raw_tok_s = _summary(raw)
     api_ttft_ms, api_tok_s = _summary(api)
     result = {
