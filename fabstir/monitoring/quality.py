@@ -8,7 +8,6 @@ Python integers in base units of their token (an ``object`` column), never float
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from fabstir.chain import ChainClient
-    from fabstir.models import LlamaEngine
 
 log = logging.getLogger(__name__)
 
@@ -122,43 +120,6 @@ def quality_frame(rows: Sequence[JobQuality]) -> pd.DataFrame:
         frame[column] = pd.Series([int(v) for v in frame[column]], dtype=object)
     frame["finished"] = pd.to_datetime(frame["finished_at"], unit="s", utc=True)
     return frame.sort_values("finished_at", ignore_index=True)
-
-
-def generate_timed(
-    engine: LlamaEngine, prompt: str, max_tokens: int, temperature: float
-) -> InferenceResult:
-    """Answer ``prompt`` like ``LlamaEngine.generate``, measuring time to first token and decode
-    speed (tokens after the first, over the time after it).
-
-    Raises:
-        JobRejected: the prompt plus ``max_tokens`` does not fit the context window.
-        TransientError: the model's queue is full.
-    """
-    from fabstir.models import SamplingParams
-
-    started = time.perf_counter()
-    generation = engine.stream(
-        [{"role": "user", "content": prompt}],
-        SamplingParams(max_tokens=max_tokens, temperature=temperature),
-    )
-    first_token_at: float | None = None
-    pieces = []
-    for piece in generation:
-        if first_token_at is None and piece.tokens:
-            first_token_at = time.perf_counter()
-        pieces.append(piece.text)
-    ended = time.perf_counter()
-    tokens = generation.completion_tokens
-    ttft_ms = None if first_token_at is None else (first_token_at - started) * 1000
-    decode_s = 0.0 if first_token_at is None else ended - first_token_at
-    return InferenceResult(
-        text="".join(pieces),
-        prompt_tokens=generation.prompt_tokens,
-        completion_tokens=tokens,
-        cache_hit=False,
-        ttft_ms=ttft_ms,
-        decode_tokens_per_s=(tokens - 1) / decode_s if tokens > 1 and decode_s > 0 else None,
-    )
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,12 @@ from web3 import HTTPProvider, Web3
 
 from fabstir import pipeline
 from fabstir.chain import ChainClient
-from fabstir.domain import JobState, LocalModel
+from fabstir.domain import JobState
 from fabstir.errors import JobRejected
-from fabstir.models import ChainModelRegistry, EnginePool, ModelDiskCache, ModelManager
-from fabstir.monitoring import CapacityGuard, generate_timed, read_ratings, summarize_ratings
+from fabstir.models import ChainModelRegistry, ModelDiskCache, ModelManager
+from fabstir.monitoring import CapacityGuard, read_ratings, summarize_ratings
 from fabstir.proofs import BillingProver
-from fabstir.settings import EngineSettings, ModelSpec, MonitoringSettings
+from fabstir.settings import ModelSpec, MonitoringSettings
 from fabstir.storage import ObjectStore, put_content
 from tests.support.billing import billing_proof
 
@@ -79,14 +79,3 @@ def test_ratings_are_read_from_the_chain(
     assert (summary.count, summary.mean) == (2, 3.5)
     assert host.rating_of(host.address) == (2, 7)  # the contract's own tally agrees
     assert read_ratings(host, renter.address) == []
-
-
-def test_timed_generation_answers_like_the_engine_and_measures_it(tiny_model: ModelSpec) -> None:
-    engine = EnginePool(EngineSettings(n_ctx=256)).engine_for(
-        LocalModel(name=tiny_model.id, path=tiny_model.uri, sha256=tiny_model.sha256)
-    )
-    timed = generate_timed(engine, "the cat sat", 12, temperature=0.0)
-    plain = engine.generate("the cat sat", 12)
-    assert (timed.text, timed.completion_tokens) == (plain.text, plain.completion_tokens)
-    assert timed.ttft_ms is not None and timed.ttft_ms > 0
-    assert timed.completion_tokens < 2 or (timed.decode_tokens_per_s or 0) > 0
