@@ -27,7 +27,13 @@ from eth_utils import function_signature_to_4byte_selector
 from web3 import HTTPProvider, Web3
 
 from fabstir.chain import ChainClient, Devnet, Offer, ResultSubmission, load_artifact
-from fabstir.proofs import BATCH_CAPACITIES, BillingProver, BillingStatement, read_proof_bytes
+from fabstir.proofs import (
+    BATCH_CAPACITIES,
+    BillingProver,
+    BillingStatement,
+    capacity_of,
+    read_proof_bytes,
+)
 from fabstir.proofs.circuit import batch_instances
 from fabstir.settings import ANVIL_KEYS, ModelSpec
 
@@ -129,7 +135,7 @@ def _settle(
     submissions = [
         ResultSubmission(s.job_id, s.result_hash, RESULT_URI, s.tokens) for s in statements
     ]
-    capacity = len(bundle.public_instances) // 8
+    capacity = capacity_of(bundle)
     return host.submit_results(submissions, capacity, proof), proof
 
 

@@ -212,8 +212,8 @@ contract BillingVerifier1 {
 
             {
                 // Load vk_digest and num_instances of vk into memory
-                mstore(0x05a0, 0x1e9377515e56f34126d7933d69c49b246717cb1aaccb8dbf4e05487be4a8c387) // vk_digest
-                mstore(0x05c0, 0x0000000000000000000000000000000000000000000000000000000000000008) // num_instances
+                mstore(0x05a0, 0x2b5f4195c3810395d5b9c143d543d47754bfbc0a42b50e5a30ad78c690d16559) // vk_digest
+                mstore(0x05c0, 0x0000000000000000000000000000000000000000000000000000000000000004) // num_instances
 
                 // Check valid length of proof
                 success := and(success, eq(0x0800, proof.length))
@@ -302,8 +302,8 @@ contract BillingVerifier1 {
                 success, proof_cptr, hash_mptr := read_ec_point(success, proof_cptr, hash_mptr, q) // W'
 
                 // Load full vk into memory
-                mstore(0x05a0, 0x1e9377515e56f34126d7933d69c49b246717cb1aaccb8dbf4e05487be4a8c387) // vk_digest
-                mstore(0x05c0, 0x0000000000000000000000000000000000000000000000000000000000000008) // num_instances
+                mstore(0x05a0, 0x2b5f4195c3810395d5b9c143d543d47754bfbc0a42b50e5a30ad78c690d16559) // vk_digest
+                mstore(0x05c0, 0x0000000000000000000000000000000000000000000000000000000000000004) // num_instances
                 mstore(0x05e0, 0x0000000000000000000000000000000000000000000000000000000000000008) // k
                 mstore(0x0600, 0x3033ea246e506e898e97f570caffd704cb0bb460313fb720b29e139e5c100001) // n_inv
                 mstore(0x0620, 0x1058a83d529be585820b96ff0a13f2dbd8675a9e5dd2336a6692cc1e5a526c81) // omega
@@ -325,30 +325,30 @@ contract BillingVerifier1 {
                 mstore(0x0820, 0x140702b2eb5fe97e152b4dde0a1254dd181a2fe757dbc02ca345291dce36f4b2) // neg_s_g2_y_2
                 mstore(0x0840, 0x0000000000000000000000000000000000000000000000000000000000000000) // fixed_comms[0].x
                 mstore(0x0860, 0x0000000000000000000000000000000000000000000000000000000000000000) // fixed_comms[0].y
-                mstore(0x0880, 0x2c587398989c8f7cd6390570f187c5f3ac4d6bb22c75e153b424d83c84041143) // fixed_comms[1].x
-                mstore(0x08a0, 0x0f832dd46951c4dc7f8354178766255bf4fd1b313aff0282ac095c621226f0a6) // fixed_comms[1].y
-                mstore(0x08c0, 0x0a67f41b4824a79de6bb1213dce93c93fbce294ff9375d8cd2486fb7a1c2a89a) // fixed_comms[2].x
-                mstore(0x08e0, 0x15b8c2437f998ebe26be48a6c5f5fe286f3b127397084ac57a707150170e09af) // fixed_comms[2].y
+                mstore(0x0880, 0x0000000000000000000000000000000000000000000000000000000000000000) // fixed_comms[1].x
+                mstore(0x08a0, 0x0000000000000000000000000000000000000000000000000000000000000000) // fixed_comms[1].y
+                mstore(0x08c0, 0x0f8163b501d195f27db4328d59bb186ef3e80c842cd83795540cbddd2e333285) // fixed_comms[2].x
+                mstore(0x08e0, 0x3038f047b70ac3b52d62d4cc606045ad5b0396f69e16f943ad080b8f502c9140) // fixed_comms[2].y
                 mstore(0x0900, 0x0000000000000000000000000000000000000000000000000000000000000000) // fixed_comms[3].x
                 mstore(0x0920, 0x0000000000000000000000000000000000000000000000000000000000000000) // fixed_comms[3].y
                 mstore(0x0940, 0x0000000000000000000000000000000000000000000000000000000000000000) // fixed_comms[4].x
                 mstore(0x0960, 0x0000000000000000000000000000000000000000000000000000000000000000) // fixed_comms[4].y
                 mstore(0x0980, 0x0000000000000000000000000000000000000000000000000000000000000000) // fixed_comms[5].x
                 mstore(0x09a0, 0x0000000000000000000000000000000000000000000000000000000000000000) // fixed_comms[5].y
-                mstore(0x09c0, 0x2c8577c2337341eb36f14b5a4f803527864b79d754397074275972936887ac16) // permutation_comms[0].x
-                mstore(0x09e0, 0x2b2b8d9ee784b960b772d5bb93485dd9a3fb7f52335375d0b155edec6d54e0ba) // permutation_comms[0].y
-                mstore(0x0a00, 0x2ffdef7738908ac13322677c249482a64d7a4d6f1ff6aba01acab01259b48070) // permutation_comms[1].x
-                mstore(0x0a20, 0x258ef762939efe07d50ca200a3163cdde6a97790875d742a4e11b4758f30f641) // permutation_comms[1].y
-                mstore(0x0a40, 0x19802850903a408904badb84575a417e45fb57ce15aff46bdc0353ea41bbc395) // permutation_comms[2].x
-                mstore(0x0a60, 0x15df402d9e2b1195c832b62dac8d544d64b5ef8b6b9dcf7ee010fc51951ca466) // permutation_comms[2].y
-                mstore(0x0a80, 0x08fb2b512177b6db74304c73091988fb43259a7fe180da10a59a5e7debd9687c) // permutation_comms[3].x
-                mstore(0x0aa0, 0x2bbc5eedb5a93fe8294ab09e9dfc75ae30af4d6ad3fd20af6e06027e31539e9e) // permutation_comms[3].y
-                mstore(0x0ac0, 0x0f41594d0af2650d2cdc470723a79b56feed7920534f58475737194262396da1) // permutation_comms[4].x
-                mstore(0x0ae0, 0x2ff4b8a574c014e408abd79389dfad76017d26563a8e1b1d5200f9141f97d2c6) // permutation_comms[4].y
-                mstore(0x0b00, 0x3043d048f22ab09fe299acb133fcabc96fadce02b28bc91f5387ef87c9e1e8c8) // permutation_comms[5].x
-                mstore(0x0b20, 0x1d0f773a5b5ec56209dd9cc9b45dca61cfacc0d469efd60c1dea24b25f8ce2a7) // permutation_comms[5].y
-                mstore(0x0b40, 0x20b3d68bfd905dbcd2a61362089eda59df1920924a90ed2823e4656d23cc2fbc) // permutation_comms[6].x
-                mstore(0x0b60, 0x2f6c0cfd6625a9a5af9573d3a5f34104cf818b192d54266d5f449bd444d38be4) // permutation_comms[6].y
+                mstore(0x09c0, 0x29ca0d844cb782136d3f0035a3b8922677cdabce0adc28a2019370319768a306) // permutation_comms[0].x
+                mstore(0x09e0, 0x1ef336098be0cda158cf613321bb7c2c1f2bff68de7bcd856e4e69ec8b131a43) // permutation_comms[0].y
+                mstore(0x0a00, 0x3050562c0fe4ffb6d2016a3ade257c73b7abd0762e6344dd10328631c48b5f23) // permutation_comms[1].x
+                mstore(0x0a20, 0x0d6d9eee924db662cee4727a0cbce0bb2fc12252dec3b8f0ee0a8a2c8c8f419d) // permutation_comms[1].y
+                mstore(0x0a40, 0x146e2ea72096e2b633d2c0658fed91d5ef5e39137071cc0a1e1cc632ae5010d8) // permutation_comms[2].x
+                mstore(0x0a60, 0x1d78cfe6ef044e1ad27f266fd43a238294ef35bebaf2f5dab3f5e8ad8fa78661) // permutation_comms[2].y
+                mstore(0x0a80, 0x29daee48451adaf7ac6ebeb9dfeaa44266b4b09445ff8927bb68b917b0b8a76b) // permutation_comms[3].x
+                mstore(0x0aa0, 0x04d34d88f3e99112c200d7480f7b0331784d04a2310e0867f6e1539b0aaffa7f) // permutation_comms[3].y
+                mstore(0x0ac0, 0x1d24eb0f1553a20941050d8b4acaf52208ca3d6549e82d776cca3e84536088aa) // permutation_comms[4].x
+                mstore(0x0ae0, 0x14e37f2d8053c8544102fa344e9c55eb7b1c60f9f2ee59c15ab78e394e56b619) // permutation_comms[4].y
+                mstore(0x0b00, 0x1c7330729e8950f1d343cd2a9d0b2a2ccd082f7f20347923cde23a923ee1c450) // permutation_comms[5].x
+                mstore(0x0b20, 0x1ba8a7ec958c7706c15d7f11272a011acb97ba344cb1a5096b8f8e41cb61e1ec) // permutation_comms[5].y
+                mstore(0x0b40, 0x00e3d4c8eca2df0dee3728f55ed0cea71587d4b34ec9a080a544d3a76e600e14) // permutation_comms[6].x
+                mstore(0x0b60, 0x17455e980dd349a01217165837fc2a4af4ead0f0325ed5d122060abfb2d236f3) // permutation_comms[6].y
 
                 // Read accumulator from instances
                 if mload(HAS_ACCUMULATOR_MPTR) {

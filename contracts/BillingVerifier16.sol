@@ -212,8 +212,8 @@ contract BillingVerifier16 {
 
             {
                 // Load vk_digest and num_instances of vk into memory
-                mstore(0x05a0, 0x0c70f43d9617a5648d16aca7f7ddb523bd734c4d19b686ddedf0f756cf13f0ea) // vk_digest
-                mstore(0x05c0, 0x0000000000000000000000000000000000000000000000000000000000000080) // num_instances
+                mstore(0x05a0, 0x1ea1d35e8dd5a6dd343241c2618a2082d97d4dea6f77c99fb8b44cef17a255af) // vk_digest
+                mstore(0x05c0, 0x0000000000000000000000000000000000000000000000000000000000000040) // num_instances
 
                 // Check valid length of proof
                 success := and(success, eq(0x0800, proof.length))
@@ -302,8 +302,8 @@ contract BillingVerifier16 {
                 success, proof_cptr, hash_mptr := read_ec_point(success, proof_cptr, hash_mptr, q) // W'
 
                 // Load full vk into memory
-                mstore(0x05a0, 0x0c70f43d9617a5648d16aca7f7ddb523bd734c4d19b686ddedf0f756cf13f0ea) // vk_digest
-                mstore(0x05c0, 0x0000000000000000000000000000000000000000000000000000000000000080) // num_instances
+                mstore(0x05a0, 0x1ea1d35e8dd5a6dd343241c2618a2082d97d4dea6f77c99fb8b44cef17a255af) // vk_digest
+                mstore(0x05c0, 0x0000000000000000000000000000000000000000000000000000000000000040) // num_instances
                 mstore(0x05e0, 0x0000000000000000000000000000000000000000000000000000000000000008) // k
                 mstore(0x0600, 0x3033ea246e506e898e97f570caffd704cb0bb460313fb720b29e139e5c100001) // n_inv
                 mstore(0x0620, 0x1058a83d529be585820b96ff0a13f2dbd8675a9e5dd2336a6692cc1e5a526c81) // omega
@@ -325,30 +325,30 @@ contract BillingVerifier16 {
                 mstore(0x0820, 0x140702b2eb5fe97e152b4dde0a1254dd181a2fe757dbc02ca345291dce36f4b2) // neg_s_g2_y_2
                 mstore(0x0840, 0x0000000000000000000000000000000000000000000000000000000000000000) // fixed_comms[0].x
                 mstore(0x0860, 0x0000000000000000000000000000000000000000000000000000000000000000) // fixed_comms[0].y
-                mstore(0x0880, 0x1e4cfbaa7ef3bd0009d0f84aee5b12a4ae260834e855ecb16a01d1ef70a8cff3) // fixed_comms[1].x
-                mstore(0x08a0, 0x2a9e85941bd6ce079cc6a4c16223efff366024e19b803ca07dfb58481204f307) // fixed_comms[1].y
-                mstore(0x08c0, 0x1e4cfbaa7ef3bd0009d0f84aee5b12a4ae260834e855ecb16a01d1ef70a8cff3) // fixed_comms[2].x
-                mstore(0x08e0, 0x2a9e85941bd6ce079cc6a4c16223efff366024e19b803ca07dfb58481204f307) // fixed_comms[2].y
+                mstore(0x0880, 0x245ad40077ab9274e22740c60f00743319cbb89a60c01d320ecb5a6db13a0b6c) // fixed_comms[1].x
+                mstore(0x08a0, 0x1bf2d3bf2d7a922b1e0a6ae183bcd483759ec07b53caf21fb0eef7b9dfa62823) // fixed_comms[1].y
+                mstore(0x08c0, 0x245ad40077ab9274e22740c60f00743319cbb89a60c01d320ecb5a6db13a0b6c) // fixed_comms[2].x
+                mstore(0x08e0, 0x1bf2d3bf2d7a922b1e0a6ae183bcd483759ec07b53caf21fb0eef7b9dfa62823) // fixed_comms[2].y
                 mstore(0x0900, 0x0000000000000000000000000000000000000000000000000000000000000000) // fixed_comms[3].x
                 mstore(0x0920, 0x0000000000000000000000000000000000000000000000000000000000000000) // fixed_comms[3].y
                 mstore(0x0940, 0x0000000000000000000000000000000000000000000000000000000000000000) // fixed_comms[4].x
                 mstore(0x0960, 0x0000000000000000000000000000000000000000000000000000000000000000) // fixed_comms[4].y
                 mstore(0x0980, 0x0000000000000000000000000000000000000000000000000000000000000000) // fixed_comms[5].x
                 mstore(0x09a0, 0x0000000000000000000000000000000000000000000000000000000000000000) // fixed_comms[5].y
-                mstore(0x09c0, 0x297e3f12c2f3ffad926b1f98e3b5aea79f2789abf66e8979ae1a3aa0ad45c848) // permutation_comms[0].x
-                mstore(0x09e0, 0x1e38bc184ee20d6d20c0b269c483f272ce886aa90d688b88f645af2544ccef26) // permutation_comms[0].y
-                mstore(0x0a00, 0x0abed0701bd8959f4ed71564138e34b4890ba9e32725d3aea0b15446e899d740) // permutation_comms[1].x
-                mstore(0x0a20, 0x05cf12e00902e9743851747f02cdaee6d72a0649125bf3fb4ee567dc35d7ce82) // permutation_comms[1].y
-                mstore(0x0a40, 0x088816d39874e3f4195b09b31b58ffa1a4414330b197c3ed5f5f0383df5eb1b0) // permutation_comms[2].x
-                mstore(0x0a60, 0x252d5467f407e8cc3801d927a9388d55c67b92914cecd3b8509d8f5d79a26153) // permutation_comms[2].y
-                mstore(0x0a80, 0x1289b28eb2d3b69e27503ba1c4339fe515faf265b66ef5b5cb82357779602b31) // permutation_comms[3].x
-                mstore(0x0aa0, 0x2dbf8e1531bb62f3b1b37b9e69e5940362d9f3c95c2b356d89128e405ad4bd5c) // permutation_comms[3].y
-                mstore(0x0ac0, 0x17514d7b9646056465bee4570a0427604788b42327f8c60e0e496d1fb20be24c) // permutation_comms[4].x
-                mstore(0x0ae0, 0x0f67a3173ecf5f06902e8570d0af08f776c289b631df6c428fb4f934ef01dc30) // permutation_comms[4].y
-                mstore(0x0b00, 0x1f1d1c823bf84b282e33ddee69e63bd51c5b8052120ded1c4ba6f1336bf43a66) // permutation_comms[5].x
-                mstore(0x0b20, 0x0fa542643c7b3087d46cca68c97f0fc94fbde4e3739888ccd6383d29427b3f13) // permutation_comms[5].y
-                mstore(0x0b40, 0x1b3c85ef5d6a261bbbd6d6311e471e665cd102d91d1b962bf929f0c6fc34d9e2) // permutation_comms[6].x
-                mstore(0x0b60, 0x08eba225470c94fe93f4ed19eab45eefb9f74df6b09be1b0427fb1533bf0a612) // permutation_comms[6].y
+                mstore(0x09c0, 0x2e96ea2ae6eaec633666db2ae8dcf874c9f15f567e568f914f6d94e544fe9a56) // permutation_comms[0].x
+                mstore(0x09e0, 0x01044cea27747c7ffbb0312377ac016572427863f2c3587ef51e912df6f5407f) // permutation_comms[0].y
+                mstore(0x0a00, 0x1dd1545c3d0c8928ed5565cf193a40098d83c30a5a953b3dade9aa9287eab7b9) // permutation_comms[1].x
+                mstore(0x0a20, 0x2c8abe42caf6e5576e2c8448d60263e3e6bfa17e9f4817cc3f4eb3fd6e180774) // permutation_comms[1].y
+                mstore(0x0a40, 0x0fe0735b96d6b3033178e35af4b8b6382aa08f6e50823a1f928a40c233c604cf) // permutation_comms[2].x
+                mstore(0x0a60, 0x2a6e805d3c90f3cd38799434cf6b1e170ee3e827a47b245a584f24557ee5ab52) // permutation_comms[2].y
+                mstore(0x0a80, 0x0239006e22056ca43fcbce211b0c13f1cd0b4f59b61f7dbac765c16ecee8e10e) // permutation_comms[3].x
+                mstore(0x0aa0, 0x235201152702d2346e2b33e9d40c3c171f07111a6144db3cb67e9962f53ceddf) // permutation_comms[3].y
+                mstore(0x0ac0, 0x1c9951a379471fd71e555b4d151c6a7bf29764d661890e4bcb8a80c036be7770) // permutation_comms[4].x
+                mstore(0x0ae0, 0x18f7289204d3b4376e57aba86bc3fa92f5cf6ca3bf1dd97f5f30e35b2d56835a) // permutation_comms[4].y
+                mstore(0x0b00, 0x236153d91ad7c3e2d9a2773c955879a0cb1c92f1462ce14b6431739e5742e359) // permutation_comms[5].x
+                mstore(0x0b20, 0x030a396ecae17366f41e85af888c51046745f45b0fa0ee4ce0259b3684de6e87) // permutation_comms[5].y
+                mstore(0x0b40, 0x06ec632e2fd836d922e530941a42702743c2cf8bae8b97397c10a4fb4a306914) // permutation_comms[6].x
+                mstore(0x0b60, 0x00b876e2ff0d263b05f8c1d8d867f0c8a9579c7b849fbb3e51c13ef2cd085b67) // permutation_comms[6].y
 
                 // Read accumulator from instances
                 if mload(HAS_ACCUMULATOR_MPTR) {

@@ -212,8 +212,8 @@ contract BillingVerifier4 {
 
             {
                 // Load vk_digest and num_instances of vk into memory
-                mstore(0x05a0, 0x162976ac99d28a2e9606d10c9b203ec919e20bd8c4e5772b3701b01c6f7f7671) // vk_digest
-                mstore(0x05c0, 0x0000000000000000000000000000000000000000000000000000000000000020) // num_instances
+                mstore(0x05a0, 0x1889f9b27e1ec4f5f66efeedd0284033b604ba8c9c44ba778310aa598cba519b) // vk_digest
+                mstore(0x05c0, 0x0000000000000000000000000000000000000000000000000000000000000010) // num_instances
 
                 // Check valid length of proof
                 success := and(success, eq(0x0800, proof.length))
@@ -302,8 +302,8 @@ contract BillingVerifier4 {
                 success, proof_cptr, hash_mptr := read_ec_point(success, proof_cptr, hash_mptr, q) // W'
 
                 // Load full vk into memory
-                mstore(0x05a0, 0x162976ac99d28a2e9606d10c9b203ec919e20bd8c4e5772b3701b01c6f7f7671) // vk_digest
-                mstore(0x05c0, 0x0000000000000000000000000000000000000000000000000000000000000020) // num_instances
+                mstore(0x05a0, 0x1889f9b27e1ec4f5f66efeedd0284033b604ba8c9c44ba778310aa598cba519b) // vk_digest
+                mstore(0x05c0, 0x0000000000000000000000000000000000000000000000000000000000000010) // num_instances
                 mstore(0x05e0, 0x0000000000000000000000000000000000000000000000000000000000000008) // k
                 mstore(0x0600, 0x3033ea246e506e898e97f570caffd704cb0bb460313fb720b29e139e5c100001) // n_inv
                 mstore(0x0620, 0x1058a83d529be585820b96ff0a13f2dbd8675a9e5dd2336a6692cc1e5a526c81) // omega
@@ -325,30 +325,30 @@ contract BillingVerifier4 {
                 mstore(0x0820, 0x140702b2eb5fe97e152b4dde0a1254dd181a2fe757dbc02ca345291dce36f4b2) // neg_s_g2_y_2
                 mstore(0x0840, 0x0000000000000000000000000000000000000000000000000000000000000000) // fixed_comms[0].x
                 mstore(0x0860, 0x0000000000000000000000000000000000000000000000000000000000000000) // fixed_comms[0].y
-                mstore(0x0880, 0x0a451ad953e4cc22992ecae4cb26bc281d2cf3edbc8a2e56e920f1ac6907331b) // fixed_comms[1].x
-                mstore(0x08a0, 0x12288c562ef934e00e0ce5f570cf2a0e574ffe0b715c3b0e14d1301762362c9c) // fixed_comms[1].y
-                mstore(0x08c0, 0x0a451ad953e4cc22992ecae4cb26bc281d2cf3edbc8a2e56e920f1ac6907331b) // fixed_comms[2].x
-                mstore(0x08e0, 0x12288c562ef934e00e0ce5f570cf2a0e574ffe0b715c3b0e14d1301762362c9c) // fixed_comms[2].y
+                mstore(0x0880, 0x1aa3fdc89147e24cf3e719f23edc02931304ffae058badfb7359f56cc52f3aa1) // fixed_comms[1].x
+                mstore(0x08a0, 0x1770fea96c99cc7aadb09330a0baaf5eefcac961e1c80970ee2aa87577529b84) // fixed_comms[1].y
+                mstore(0x08c0, 0x1aa3fdc89147e24cf3e719f23edc02931304ffae058badfb7359f56cc52f3aa1) // fixed_comms[2].x
+                mstore(0x08e0, 0x1770fea96c99cc7aadb09330a0baaf5eefcac961e1c80970ee2aa87577529b84) // fixed_comms[2].y
                 mstore(0x0900, 0x0000000000000000000000000000000000000000000000000000000000000000) // fixed_comms[3].x
                 mstore(0x0920, 0x0000000000000000000000000000000000000000000000000000000000000000) // fixed_comms[3].y
                 mstore(0x0940, 0x0000000000000000000000000000000000000000000000000000000000000000) // fixed_comms[4].x
                 mstore(0x0960, 0x0000000000000000000000000000000000000000000000000000000000000000) // fixed_comms[4].y
                 mstore(0x0980, 0x0000000000000000000000000000000000000000000000000000000000000000) // fixed_comms[5].x
                 mstore(0x09a0, 0x0000000000000000000000000000000000000000000000000000000000000000) // fixed_comms[5].y
-                mstore(0x09c0, 0x108263ce5d18873c92f67efc7357a98e5d5e018eacb4d646a4dd5d927ea01d62) // permutation_comms[0].x
-                mstore(0x09e0, 0x2296d57e24f57082aeb3b9f9fc1dfb0792424732420b61eb98c00f809a0e45c5) // permutation_comms[0].y
-                mstore(0x0a00, 0x2c12fb9d54f332baa25a8b73f035ac89648bc5b82ad53ae845202f7700eebccb) // permutation_comms[1].x
-                mstore(0x0a20, 0x150ce18bec4ed9932a3e0a011dab673373809e99baa7f364acd93920e7f5be55) // permutation_comms[1].y
-                mstore(0x0a40, 0x226cc0839a69026e3fdeb855ea5ddb6412e4641a7b99b557a3389d45adecd0fd) // permutation_comms[2].x
-                mstore(0x0a60, 0x23d20ce94407c3ab155ee33c04a3bb728ce88aeba53dc4915978ef2203581293) // permutation_comms[2].y
-                mstore(0x0a80, 0x11a0808eeac6425c5dd6d0a7da63f11adef0aaabd076fd4a4186a44a9bbfa015) // permutation_comms[3].x
-                mstore(0x0aa0, 0x19d062e401352252857b10b3cee1afedc7b735e94adb088e746958dade1f32ff) // permutation_comms[3].y
-                mstore(0x0ac0, 0x042571a2157ae8cd3430fb78190f81c08aa1ecc8710fd9bfbcf75138f98039b4) // permutation_comms[4].x
-                mstore(0x0ae0, 0x0ada8a169c02dfb8acd6973ef738df1337d2896c3141d740dc52696eca472a65) // permutation_comms[4].y
-                mstore(0x0b00, 0x16b856cdb54c14df7373ed9e9dbe40dbcd524bbd18a3a9b550141a7062cd2810) // permutation_comms[5].x
-                mstore(0x0b20, 0x25203590cedff394b0f380c23a9a705ec7503ec8704ee06756d45add739aa29b) // permutation_comms[5].y
-                mstore(0x0b40, 0x11226691137e835c90c756492473aef89df840b30f2b06a2cd8f5fb27d6dc400) // permutation_comms[6].x
-                mstore(0x0b60, 0x0aefc88c96337c4eaa6d87c2c1944362523cd0d23bbf19e85435209730f06499) // permutation_comms[6].y
+                mstore(0x09c0, 0x2365987dd19eaa03a9634fe5ffb290889593059a1ce3effafe980754e1ab3baa) // permutation_comms[0].x
+                mstore(0x09e0, 0x292a500d188bf61a608784088b506ba95970fa63e24f730fcd9cbafb076740d8) // permutation_comms[0].y
+                mstore(0x0a00, 0x2dc76952f874447125a718597a91b44217812f50be99b40739b8f909be28418b) // permutation_comms[1].x
+                mstore(0x0a20, 0x001ebf7a63b5ad91b1e1c6bbd559a8ebcf39005c5c466c1b193563145b1b9f16) // permutation_comms[1].y
+                mstore(0x0a40, 0x182ae457aa00db4a1cf67c4db00c55b75094407eac977ac90a81c51c9acd8386) // permutation_comms[2].x
+                mstore(0x0a60, 0x24b29bfb8a2449c8eb8dd98a87d810e4cbfb82b548f5989430f2d8bc552f7f3b) // permutation_comms[2].y
+                mstore(0x0a80, 0x216a708811dbdfcbc5e8e400914b31b571268c9b181083280cc3bbb76896c2bc) // permutation_comms[3].x
+                mstore(0x0aa0, 0x2f00637831a9436b671640fabf4c60a44b9cd293b493d76cf1640b9df7be6a92) // permutation_comms[3].y
+                mstore(0x0ac0, 0x0e4b8030d52805c59b8429cd3a949b63305e083b6670ef6db6105a86d8e1adb7) // permutation_comms[4].x
+                mstore(0x0ae0, 0x141e335ec39275fcb5e63e454a83302ba52b610f62a59c27acab4432a33f8f75) // permutation_comms[4].y
+                mstore(0x0b00, 0x0da0fc8e4c2d3c859386965478901f14689547d67ec1e83e1bffe5e97c5f7034) // permutation_comms[5].x
+                mstore(0x0b20, 0x210c3c8ab10d96b2e7c668a0235ada995bdc6cad3dd99dcd82333b863dc989fc) // permutation_comms[5].y
+                mstore(0x0b40, 0x12ff668a1fd4cbf2ae09683b0ab08f556d9c447fc520dd7db1670e2773f2cc6f) // permutation_comms[6].x
+                mstore(0x0b60, 0x087193a939751031d4b77b9af4932ca2030113b78f64f523ee143a5fa13d27da) // permutation_comms[6].y
 
                 // Read accumulator from instances
                 if mload(HAS_ACCUMULATOR_MPTR) {

@@ -49,23 +49,26 @@ contract JobMarketplace {
         uint64 deadline;
     }
 
+    /// @dev Packed so that settling a job writes one slot besides its result hash: the first
+    /// slot holds everything settlement changes. The result URI is not stored; it is in the
+    /// job's `JobSettled` event, which sits in block `settledBlock`.
     struct Job {
         address renter;
-        address host;
-        uint64 deadline;
         JobState state;
         uint16 feeBps;
-        bool rated;
+        uint32 tokensUsed;
+        uint40 settledBlock; // a block number; 2^40 blocks last millennia even at 10 per second
+        address host;
+        uint64 deadline;
+        uint32 maxTokens;
         address paymentToken;
+        uint88 pricePerToken;
+        bool rated;
+        uint256 deposit;
         bytes32 modelId;
         bytes32 promptHash;
-        string promptUri;
-        uint256 maxTokens;
-        uint256 pricePerToken;
-        uint256 deposit;
         bytes32 resultHash;
-        string resultUri;
-        uint256 tokensUsed;
+        string promptUri;
     }
 
     /// @dev One job of a batch submitted with `submitResults`.
@@ -76,6 +79,17 @@ contract JobMarketplace {
         uint256 tokens;
     }
 
+    /// @dev Credits of a settlement call not yet written to storage. Consecutive jobs in one
+    /// token add up here (the refund also per renter), so a batch writes each credit once
+    /// instead of once per job.
+    struct PendingCredits {
+        address token;
+        address renter;
+        uint256 hostEarnings;
+        uint256 fee;
+        uint256 refund;
+    }
+
     struct Rating {
         uint64 count;
         uint64 scoreSum;
@@ -84,12 +98,16 @@ contract JobMarketplace {
     address public constant ETH = address(0);
     uint256 public constant MAX_FEE_BPS = 1_000;
     uint256 private constant BPS_DENOMINATOR = 10_000;
+    /// @notice Largest `maxTokens` a job may ask for.
+    uint256 public constant MAX_JOB_TOKENS = type(uint32).max;
+    /// @notice Largest price per token a job may offer. With `MAX_JOB_TOKENS` it keeps every
+    /// billed amount below 2^120, an exact integer in the billing circuit (whose witness values
+    /// are 128-bit integers), and lets a job's price share a storage slot.
+    uint256 public constant MAX_PRICE_PER_TOKEN = type(uint88).max;
     // The billing circuit's layout per job (fabstir/proofs/circuit.py): inputs binding, tokens and
-    // the price in three 86-bit limbs; outputs tokens times each limb.
-    uint256 private constant INPUTS_PER_JOB = 5;
-    uint256 private constant OUTPUTS_PER_JOB = 3;
-    uint256 private constant PRICE_LIMB_BITS = 86;
-    uint256 private constant PRICE_LIMB_MASK = (1 << PRICE_LIMB_BITS) - 1;
+    // price; output the amount, tokens times price.
+    uint256 private constant INPUTS_PER_JOB = 3;
+    uint256 private constant OUTPUTS_PER_JOB = 1;
 
     error NotOwner(address caller);
     error ZeroAddress();
@@ -98,7 +116,8 @@ contract JobMarketplace {
     error ZeroDeposit();
     error ZeroMaxTokens();
     error ZeroPrice();
-    error MaxCostOverflow(uint256 maxTokens, uint256 pricePerToken);
+    error MaxTokensTooHigh(uint256 maxTokens, uint256 limit);
+    error PriceTooHigh(uint256 pricePerToken, uint256 limit);
     error DeadlineInPast(uint64 deadline, uint256 nowTimestamp);
     error TokenNotAccepted(address token);
     error ValueMismatch(uint256 value, uint256 expected);
@@ -209,8 +228,9 @@ contract JobMarketplace {
         if (request.maxTokens == 0) revert ZeroMaxTokens();
         if (request.pricePerToken == 0) revert ZeroPrice();
         if (request.deposit == 0) revert ZeroDeposit();
-        if (request.pricePerToken > type(uint256).max / request.maxTokens) {
-            revert MaxCostOverflow(request.maxTokens, request.pricePerToken);
+        if (request.maxTokens > MAX_JOB_TOKENS) revert MaxTokensTooHigh(request.maxTokens, MAX_JOB_TOKENS);
+        if (request.pricePerToken > MAX_PRICE_PER_TOKEN) {
+            revert PriceTooHigh(request.pricePerToken, MAX_PRICE_PER_TOKEN);
         }
         if (request.deadline <= block.timestamp) revert DeadlineInPast(request.deadline, block.timestamp);
         address token = request.paymentToken;
@@ -231,8 +251,8 @@ contract JobMarketplace {
         job.modelId = request.modelId;
         job.promptHash = request.promptHash;
         job.promptUri = request.promptUri;
-        job.maxTokens = request.maxTokens;
-        job.pricePerToken = request.pricePerToken;
+        job.maxTokens = uint32(request.maxTokens);
+        job.pricePerToken = uint88(request.pricePerToken);
         job.deposit = request.deposit;
         emit JobPosted(
             jobId,
@@ -273,7 +293,7 @@ contract JobMarketplace {
         uint256 hostPrice = nodeRegistry.priceOf(msg.sender, job.modelId, job.paymentToken);
         if (hostPrice == 0) revert ModelNotServed(msg.sender, job.modelId, job.paymentToken);
         if (hostPrice > job.pricePerToken) revert PriceAboveJob(hostPrice, job.pricePerToken);
-        uint256 required = job.maxTokens * job.pricePerToken;
+        uint256 required = uint256(job.maxTokens) * job.pricePerToken; // widened: above uint88
         if (job.deposit < required) revert InsufficientDeposit(job.deposit, required);
 
         job.host = msg.sender;
@@ -293,7 +313,9 @@ contract JobMarketplace {
         bytes calldata proof
     ) external {
         uint256[] memory instances = new uint256[](INPUTS_PER_JOB + OUTPUTS_PER_JOB);
-        _settle(jobId, resultHash, resultUri, tokens, instances, 0, 1);
+        PendingCredits memory credits;
+        _settle(jobId, resultHash, resultUri, tokens, instances, 0, 1, credits);
+        _writeCredits(credits);
         _verifyProof(1, proof, instances);
     }
 
@@ -305,10 +327,14 @@ contract JobMarketplace {
         uint256 count = results.length;
         if (count == 0 || count > capacity) revert BatchSize(count, capacity);
         uint256[] memory instances = new uint256[](capacity * (INPUTS_PER_JOB + OUTPUTS_PER_JOB));
+        PendingCredits memory credits;
         for (uint256 slot = 0; slot < count; ++slot) {
             ResultSubmission calldata result = results[slot];
-            _settle(result.jobId, result.resultHash, result.resultUri, result.tokens, instances, slot, capacity);
+            _settle(
+                result.jobId, result.resultHash, result.resultUri, result.tokens, instances, slot, capacity, credits
+            );
         }
+        _writeCredits(credits);
         _verifyProof(capacity, proof, instances);
     }
 
@@ -383,7 +409,8 @@ contract JobMarketplace {
         owner = newOwner;
     }
 
-    /// @notice The whole job record; `state` is None for an id that was never posted.
+    /// @notice The whole job record; `state` is None for an id that was never posted. A settled
+    /// job's result URI is in its `JobSettled` event, in block `settledBlock`.
     function getJob(uint256 jobId) external view returns (Job memory) {
         return _jobs[jobId];
     }
@@ -397,8 +424,8 @@ contract JobMarketplace {
         return _ratings[host];
     }
 
-    /// @dev Check and settle one job, and write its public instances at `slot` of a proof of the
-    /// `capacity`-job circuit (`_writeInstances`).
+    /// @dev Check and settle one job, add its credits to `credits` and write its public instances
+    /// at `slot` of a proof of the `capacity`-job circuit (`_writeInstances`).
     function _settle(
         uint256 jobId,
         bytes32 resultHash,
@@ -406,7 +433,8 @@ contract JobMarketplace {
         uint256 tokens,
         uint256[] memory instances,
         uint256 slot,
-        uint256 capacity
+        uint256 capacity,
+        PendingCredits memory credits
     ) private {
         Job storage job = _existing(jobId);
         if (job.state != JobState.Claimed) revert NotClaimed(jobId, job.state);
@@ -415,21 +443,26 @@ contract JobMarketplace {
         if (tokens > job.maxTokens) revert TokensAboveMax(tokens, job.maxTokens);
         if (resultHash == bytes32(0)) revert ZeroResultHash();
         _writeInstances(job, jobId, resultHash, tokens, instances, slot, capacity);
-        _record(job, jobId, resultHash, resultUri, tokens);
+        _record(job, jobId, resultHash, resultUri, tokens, credits);
     }
 
-    function _record(Job storage job, uint256 jobId, bytes32 resultHash, string calldata resultUri, uint256 tokens)
-        private
-    {
-        job.resultHash = resultHash;
-        job.resultUri = resultUri;
-        job.tokensUsed = tokens;
+    function _record(
+        Job storage job,
+        uint256 jobId,
+        bytes32 resultHash,
+        string calldata resultUri,
+        uint256 tokens,
+        PendingCredits memory credits
+    ) private {
         job.state = JobState.Settled;
-        (uint256 hostEarnings, uint256 fee, uint256 refund) = _creditSettlement(job, tokens);
+        job.tokensUsed = uint32(tokens); // tokens <= maxTokens < 2^32
+        job.settledBlock = uint40(block.number);
+        job.resultHash = resultHash;
+        (uint256 hostEarnings, uint256 fee, uint256 refund) = _creditSettlement(job, tokens, credits);
         emit JobSettled(jobId, msg.sender, tokens, hostEarnings, fee, refund, resultHash, resultUri);
     }
 
-    /// @dev EZKL orders a proof's instances as all inputs (5 per slot), then all outputs (3 per
+    /// @dev EZKL orders a proof's instances as all inputs (3 per slot), then all outputs (1 per
     /// slot). The binding is keccak256(job id, model id, prompt hash, result hash) without its
     /// low 8 bits, so it is below the BN254 scalar field.
     function _writeInstances(
@@ -441,16 +474,12 @@ contract JobMarketplace {
         uint256 slot,
         uint256 capacity
     ) private view {
+        uint256 price = job.pricePerToken;
         uint256 inputs = slot * INPUTS_PER_JOB;
         instances[inputs] = uint256(keccak256(abi.encode(jobId, job.modelId, job.promptHash, resultHash))) >> 8;
         instances[inputs + 1] = tokens;
-        uint256 outputs = capacity * INPUTS_PER_JOB + slot * OUTPUTS_PER_JOB;
-        uint256 price = job.pricePerToken;
-        for (uint256 k = 0; k < OUTPUTS_PER_JOB; ++k) {
-            uint256 limb = (price >> (PRICE_LIMB_BITS * k)) & PRICE_LIMB_MASK;
-            instances[inputs + 2 + k] = limb;
-            instances[outputs + k] = tokens * limb;
-        }
+        instances[inputs + 2] = price;
+        instances[capacity * INPUTS_PER_JOB + slot] = tokens * price;
     }
 
     /// @dev The verifier reverts (rather than returning false) on most invalid proofs; both mean
@@ -465,7 +494,10 @@ contract JobMarketplace {
         }
     }
 
-    function _creditSettlement(Job storage job, uint256 tokens)
+    /// @dev Add a settled job's payment split to `credits`. The caller is the host of every job
+    /// it settles, so only the token and the renter decide when pending credits must be written
+    /// first.
+    function _creditSettlement(Job storage job, uint256 tokens, PendingCredits memory credits)
         private
         returns (uint256 hostEarnings, uint256 fee, uint256 refund)
     {
@@ -474,9 +506,32 @@ contract JobMarketplace {
         hostEarnings = payment - fee;
         refund = job.deposit - payment;
         address token = job.paymentToken;
-        _credits[job.host][token] += hostEarnings;
-        _credits[treasury][token] += fee;
-        _credits[job.renter][token] += refund;
+        address renter = job.renter;
+        if (token != credits.token) {
+            _writeCredits(credits);
+            credits.token = token;
+            credits.renter = renter;
+        } else if (renter != credits.renter) {
+            _credit(credits.renter, token, credits.refund);
+            credits.refund = 0;
+            credits.renter = renter;
+        }
+        credits.hostEarnings += hostEarnings;
+        credits.fee += fee;
+        credits.refund += refund;
+    }
+
+    function _writeCredits(PendingCredits memory credits) private {
+        _credit(msg.sender, credits.token, credits.hostEarnings);
+        _credit(treasury, credits.token, credits.fee);
+        _credit(credits.renter, credits.token, credits.refund);
+        credits.hostEarnings = 0;
+        credits.fee = 0;
+        credits.refund = 0;
+    }
+
+    function _credit(address account, address token, uint256 amount) private {
+        if (amount != 0) _credits[account][token] += amount;
     }
 
     function _existing(uint256 jobId) private view returns (Job storage job) {

@@ -80,8 +80,12 @@ class Job(BaseModel):
     deadline: int = Field(description="Unix time after which the renter may take the deposit back.")
     state: JobState
     result_hash: str
-    result_uri: str
     tokens_used: int
+    settled_block: int = Field(
+        default=0,
+        description="Block of the settlement, 0 before it. The result URI is not stored on chain: "
+        "read it from the settlement (ChainClient.result_uri / find_settlement).",
+    )
 
     @property
     def max_cost_wei(self) -> int:

@@ -142,7 +142,7 @@ def spot_check(
             job_id=job_id,
             state=job.state.name,
         )
-    outcome = _compare(store, catalog, engines, job)
+    outcome = _compare(store, catalog, engines, job, chain.result_uri(job_id))
     store.put(spot_check_key(job_id), outcome.to_json())
     log_level = logging.WARNING if outcome.status == "failed" else logging.INFO
     log.log(log_level, "spot check done", extra=asdict(outcome))
@@ -151,12 +151,14 @@ def spot_check(
     return outcome
 
 
-def _compare(store: ObjectStore, catalog: ModelManager, engines: EnginePool, job: Job) -> SpotCheck:
+def _compare(
+    store: ObjectStore, catalog: ModelManager, engines: EnginePool, job: Job, result_uri: str
+) -> SpotCheck:
     def outcome(status: SpotCheckStatus, reason: str, expected: str, actual: str) -> SpotCheck:
         return SpotCheck(job.job_id, status, reason, expected, actual, time.time())
 
     try:
-        delivered = store.get(store.key_of(job.result_uri))
+        delivered = store.get(store.key_of(result_uri))
     except ObjectMissing:
         return outcome("failed", "result_missing", job.result_hash, "")
     delivered_hash = _sha256(delivered)

@@ -34,21 +34,21 @@ T = TypeVar("T")
 # JobMarketplace.Job's fields in struct order, named as in fabstir.domain.Job.
 _JOB_FIELDS = (
     "renter",
-    "host",
-    "deadline",
     "state",
     "fee_bps",
-    "rated",
+    "tokens_used",
+    "settled_block",
+    "host",
+    "deadline",
+    "max_tokens",
     "payment_token",
+    "price_per_token_wei",
+    "rated",
+    "deposit_wei",
     "model_id",
     "prompt_hash",
-    "prompt_uri",
-    "max_tokens",
-    "price_per_token_wei",
-    "deposit_wei",
     "result_hash",
-    "result_uri",
-    "tokens_used",
+    "prompt_uri",
 )
 
 
@@ -305,13 +305,10 @@ class ChainClient:
         Raises:
             JobRejected: no job has this id (``code="unknown_job"``).
         """
-        record = self._read(lambda: self._market.functions.getJob(job_id).call(), job_id=job_id)
-        fields = dict(zip(_JOB_FIELDS, record, strict=True))
-        if fields["state"] == JobState.NONE:
+        job = self._find_job(job_id)
+        if job is None:
             raise JobRejected("no such job", code="unknown_job", job_id=job_id)
-        for name in ("model_id", "prompt_hash", "result_hash"):
-            fields[name] = _hex(fields[name])
-        return Job(job_id=job_id, **fields)
+        return job
 
     def post_job(
         self,
@@ -333,7 +330,8 @@ class ChainClient:
 
         Raises:
             ContractRevert: e.g. ``ZeroDeposit``, ``DeadlineInPast``, ``TokenNotAccepted``,
-                ``InsufficientBalance``.
+                ``InsufficientBalance``, ``MaxTokensTooHigh`` (above 2**32 - 1),
+                ``PriceTooHigh`` (above 2**88 - 1).
         """
         if payment_token != ETH:
             self._approve(payment_token, self._deployment.job_marketplace, deposit)
@@ -436,21 +434,37 @@ class ChainClient:
         return self._send("rateHost", self._market.functions.rateHost(job_id, score), job_id=job_id)
 
     def find_settlement(self, job_id: int) -> Receipt | None:
-        """Return how a job was settled, read from its ``JobSettled`` event; None if it was not."""
+        """Return how a job was settled, read from its ``JobSettled`` event in the block the job
+        record names; None if the job is not settled (or does not exist).
+
+        Raises:
+            ChainError: the settle block holds no ``JobSettled`` event of the job
+                (``code="settlement_event_missing"``), e.g. the RPC has pruned its logs.
+        """
+        job = self._find_job(job_id)
+        if job is None or job.state is not JobState.SETTLED:
+            return None
         events = self._read(
             lambda: self._market.events.JobSettled().get_logs(
-                from_block=self._deployment.deploy_block, argument_filters={"jobId": job_id}
+                from_block=job.settled_block,
+                to_block=job.settled_block,
+                argument_filters={"jobId": job_id},
             ),
             job_id=job_id,
         )
         if not events:
-            return None
+            raise ChainError(
+                "settled job has no JobSettled event in its settle block",
+                code="settlement_event_missing",
+                job_id=job_id,
+                block=job.settled_block,
+            )
         event = events[0]
         args = event["args"]
         return Receipt(
             job_id=job_id,
             settle_tx=_hex(event["transactionHash"]),
-            payment_token=self.get_job(job_id).payment_token,
+            payment_token=job.payment_token,
             tokens=args["tokens"],
             paid_to_host_wei=args["hostEarnings"],
             fee_wei=args["fee"],
@@ -458,6 +472,22 @@ class ChainClient:
             result_uri=args["resultUri"],
             result_hash=_hex(args["resultHash"]),
         )
+
+    def result_uri(self, job_id: int) -> str:
+        """Return where a settled job's result is stored: the URI its host submitted, which the
+        chain keeps only in the job's ``JobSettled`` event.
+
+        Raises:
+            JobRejected: the job is not settled (``code="job_not_settled"``) or does not exist
+                (``code="unknown_job"``).
+        """
+        receipt = self.find_settlement(job_id)
+        if receipt is None:
+            state = self.get_job(job_id).state
+            raise JobRejected(
+                "job is not settled", code="job_not_settled", job_id=job_id, state=state.name
+            )
+        return receipt.result_uri
 
     # Money --------------------------------------------------------------------------------------
 
@@ -547,6 +577,16 @@ class ChainClient:
         return self._market.events
 
     # Internals ----------------------------------------------------------------------------------
+
+    def _find_job(self, job_id: int) -> Job | None:
+        """Read a job's on-chain record; None when no job has this id."""
+        record = self._read(lambda: self._market.functions.getJob(job_id).call(), job_id=job_id)
+        fields = dict(zip(_JOB_FIELDS, record, strict=True))
+        if fields["state"] == JobState.NONE:
+            return None
+        for name in ("model_id", "prompt_hash", "result_hash"):
+            fields[name] = _hex(fields[name])
+        return Job(job_id=job_id, **fields)
 
     def _read(self, request: Callable[[], T], **context: Any) -> T:
         return with_retries(self._policy, request, **context)

@@ -20,7 +20,7 @@ from web3 import Web3
 
 from fabstir.chain import ChainClient, Deployment, Rating, load_artifact, model_id_of
 from fabstir.client.protocol import sign_access
-from fabstir.domain import Job, JobState, chat_prompt
+from fabstir.domain import Job, chat_prompt
 from fabstir.errors import (
     AccessDenied,
     FabstirError,
@@ -276,10 +276,8 @@ class RenterClient:
             ObjectMissing: nothing is stored at the job's result URI.
             ResultIntegrityError, ProofError: as :meth:`verify_result`.
         """
-        job = self.chain.get_job(job_id)
-        if job.state is not JobState.SETTLED:
-            raise JobRejected("job is not settled", code="job_not_settled", job_id=job_id)
-        return self.verify_result(job_id, store.get(store.key_of(job.result_uri)))
+        result_uri = self.chain.result_uri(job_id)
+        return self.verify_result(job_id, store.get(store.key_of(result_uri)))
 
     def verify_result(self, job_id: int, record_bytes: bytes) -> Delivery:
         """Verify a result record as the job's renter: it hashes to the settled job's result

@@ -34,7 +34,7 @@ from fabstir.proofs.circuit import BATCH_CAPACITIES, CIRCUIT_VERSION, build_bill
 log = logging.getLogger(__name__)
 
 CIRCUIT_LOGROWS = 8
-"""2**8 rows; the 16-statement circuit uses 168 of them (the 1- and 4-statement ones fewer)."""
+"""2**8 rows; the 16-statement circuit uses 88 of them (the 1- and 4-statement ones fewer)."""
 
 DEV_SRS_PATH = Path(__file__).parent / "srs" / f"dev-kzg{CIRCUIT_LOGROWS}.srs"
 

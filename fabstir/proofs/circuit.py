@@ -2,20 +2,18 @@
 
 A circuit has a fixed ``capacity`` (1, 4 or 16 statements, ``BATCH_CAPACITIES``): a batch of ``n``
 jobs is proved by the smallest circuit that holds it, its unused slots all zero. Each slot takes
-five public inputs and gives three public outputs, all exact integers (scale 0):
+three public inputs and gives one public output, all exact integers (scale 0):
 
 - ``binding``: the top 248 bits of ``keccak256(abi.encode(jobId, modelId, promptHash,
   resultHash))`` (see ``binding_digest``), which JobMarketplace computes itself from the job
   record and the submitted result hash;
-- ``tokens``: the billed token count;
-- ``price_limbs``: the job's price per token split into three 86-bit limbs, least significant
-  first (86 * 3 >= 256, so any uint256 price);
-- outputs ``amount_terms[k] = tokens * price_limbs[k]``, so the billed amount is
-  ``sum(amount_terms[k] << 86 * k)`` (``amount_wei_from_terms``).
+- ``tokens``: the billed token count (below 2**32, JobMarketplace's ``MAX_JOB_TOKENS`` + 1);
+- ``price``: the job's price per token (below 2**88, ``MAX_PRICE_PER_TOKEN`` + 1);
+- output ``amount = tokens * price``.
 
-EZKL orders instances as all inputs, row by row, then all outputs, row by row;
-``batch_instances`` returns exactly that, and the contract builds the same array. Values stay
-below 2**118 (tokens < 2**32), inside EZKL's 128-bit integer witness and far below the field.
+EZKL orders instances as all inputs, row by row, then all outputs; ``batch_instances`` returns
+exactly that, and the contract builds the same array. The amount stays below 2**120, inside
+EZKL's 128-bit integer witness and far below the field, so it is the exact integer product.
 """
 
 from __future__ import annotations
@@ -33,18 +31,19 @@ from fabstir.errors import DependencyMissing
 if TYPE_CHECKING:
     import onnx
 
-CIRCUIT_VERSION = "billing-batch-v2"
+CIRCUIT_VERSION = "billing-batch-v3"
 """Bump when the layout or graph changes (the prover's cache key also hashes the graph)."""
 
 BATCH_CAPACITIES = (1, 4, 16)
 """Statements per circuit; each capacity has its own keys and its own verifier contract."""
 
-PRICE_LIMB_BITS = 86
-PRICE_LIMB_COUNT = 3
-INPUTS_PER_STATEMENT = 2 + PRICE_LIMB_COUNT
-OUTPUTS_PER_STATEMENT = PRICE_LIMB_COUNT
+INPUTS_PER_STATEMENT = 3
+OUTPUTS_PER_STATEMENT = 1
 INSTANCES_PER_STATEMENT = INPUTS_PER_STATEMENT + OUTPUTS_PER_STATEMENT
 MAX_TOKENS = 2**32 - 1
+"""JobMarketplace's ``MAX_JOB_TOKENS``: no job can bill more."""
+MAX_PRICE_PER_TOKEN_WEI = 2**88 - 1
+"""JobMarketplace's ``MAX_PRICE_PER_TOKEN``: ``postJob`` refuses a higher price."""
 BINDING_SHIFT_BITS = 8
 """``binding`` drops keccak's low 8 bits so it is below the BN254 scalar field."""
 
@@ -55,7 +54,7 @@ _HASH_FIELDS = ("model_id", "prompt_hash", "result_hash")
 @dataclass(frozen=True)
 class BillingStatement:
     """What a host bills for one job: the job, its model and prompt, the result, the token count
-    and the price.
+    and the price (at most ``MAX_PRICE_PER_TOKEN_WEI`` base units of the job's token).
 
     ``model_id`` and ``prompt_hash`` are the job's on-chain values, ``result_hash`` the SHA-256 of
     the stored result record (what ``submitResult`` records). Hashes are ``0x`` + 64 hex digits,
@@ -77,7 +76,7 @@ class BillingStatement:
         bounds = {
             "job_id": (1, 2**256),
             "tokens": (0, MAX_TOKENS + 1),
-            "price_per_token_wei": (1, 2**256),
+            "price_per_token_wei": (1, MAX_PRICE_PER_TOKEN_WEI + 1),
         }
         for name, (lower, upper) in bounds.items():
             value = getattr(self, name)
@@ -113,17 +112,6 @@ def binding_digest(statement: BillingStatement) -> int:
     return int.from_bytes(keccak(encoded), "big") >> BINDING_SHIFT_BITS
 
 
-def price_limbs(price_per_token_wei: int) -> list[int]:
-    """Split a price into three 86-bit limbs, least significant first."""
-    mask = (1 << PRICE_LIMB_BITS) - 1
-    return [(price_per_token_wei >> (PRICE_LIMB_BITS * k)) & mask for k in range(PRICE_LIMB_COUNT)]
-
-
-def amount_wei_from_terms(amount_terms: Sequence[int]) -> int:
-    """Return the amount encoded by a slot's amount terms: ``sum(term << 86 * k)``."""
-    return sum(term << (PRICE_LIMB_BITS * k) for k, term in enumerate(amount_terms))
-
-
 def capacity_for(count: int) -> int:
     """Return the smallest circuit capacity that holds ``count`` statements.
 
@@ -144,7 +132,7 @@ def circuit_inputs(statements: Sequence[BillingStatement], capacity: int) -> lis
     """
     if capacity not in BATCH_CAPACITIES or not 1 <= len(statements) <= capacity:
         raise ValueError(f"{len(statements)} statements do not fit a circuit of {capacity}")
-    rows = [[binding_digest(s), s.tokens, *price_limbs(s.price_per_token_wei)] for s in statements]
+    rows = [[binding_digest(s), s.tokens, s.price_per_token_wei] for s in statements]
     rows += [[0] * INPUTS_PER_STATEMENT] * (capacity - len(statements))
     return [value for row in rows for value in row]
 
@@ -156,17 +144,13 @@ def batch_instances(statements: Sequence[BillingStatement], capacity: int) -> li
         ValueError: the statements do not fit ``capacity``.
     """
     inputs = circuit_inputs(statements, capacity)
-    outputs: list[int] = []
-    for slot in range(capacity):
-        row = inputs[slot * INPUTS_PER_STATEMENT : (slot + 1) * INPUTS_PER_STATEMENT]
-        tokens, limbs = row[1], row[2:]
-        outputs.extend(tokens * limb for limb in limbs)
-    return inputs + outputs
+    tokens, prices = inputs[1::INPUTS_PER_STATEMENT], inputs[2::INPUTS_PER_STATEMENT]
+    return inputs + [count * price for count, price in zip(tokens, prices, strict=True)]
 
 
 def build_billing_model(capacity: int) -> onnx.ModelProto:
     """Build the ONNX graph (opset 13, IR 8) for ``capacity`` statements: input ``statements``
-    [capacity, 5], output ``amount_terms`` [capacity, 3] = tokens column times price limbs.
+    [capacity, 3], output ``amount`` [capacity, 1] = tokens column times price column.
 
     Raises:
         ValueError: ``capacity`` is not one of ``BATCH_CAPACITIES``.
@@ -181,24 +165,19 @@ def build_billing_model(capacity: int) -> onnx.ModelProto:
     except ImportError as exc:
         raise DependencyMissing("onnx is not installed: pip install 'onnx>=1.17,<2'") from exc
 
-    bounds = {
-        "column_axis": 1,
-        "tokens_start": 1,
-        "limbs_start": 2,
-        "row_end": 2 + PRICE_LIMB_COUNT,
-    }
+    bounds = {"column_axis": 1, "tokens_start": 1, "price_start": 2, "row_end": 3}
     initializers = [
         numpy_helper.from_array(np.array([value], dtype=np.int64), name)
         for name, value in bounds.items()
     ]
     nodes = [
         helper.make_node(
-            "Slice", ["statements", "tokens_start", "limbs_start", "column_axis"], ["tokens"]
+            "Slice", ["statements", "tokens_start", "price_start", "column_axis"], ["tokens"]
         ),
         helper.make_node(
-            "Slice", ["statements", "limbs_start", "row_end", "column_axis"], ["price_limbs"]
+            "Slice", ["statements", "price_start", "row_end", "column_axis"], ["price"]
         ),
-        helper.make_node("Mul", ["tokens", "price_limbs"], ["amount_terms"]),
+        helper.make_node("Mul", ["tokens", "price"], ["amount"]),
     ]
     graph = helper.make_graph(
         nodes,
@@ -210,7 +189,7 @@ def build_billing_model(capacity: int) -> onnx.ModelProto:
         ],
         [
             helper.make_tensor_value_info(
-                "amount_terms", TensorProto.FLOAT, [capacity, OUTPUTS_PER_STATEMENT]
+                "amount", TensorProto.FLOAT, [capacity, OUTPUTS_PER_STATEMENT]
             )
         ],
         initializer=initializers,

@@ -1,14 +1,14 @@
 """Prove and verify billing statements with EZKL (KZG over BN254), one job or a batch at once.
 
 What a valid proof establishes (docs/proofs.md says it in full): for each statement slot of the
-circuit, the public ``amount_terms`` are ``tokens * price_limb`` for the public ``tokens`` and
-price limbs, and the proof was made for exactly this vector of public instances: each slot's
-``binding`` (keccak of chain, marketplace, job, model id, prompt hash and result hash), token
-count and price. The contract computes every instance itself from the job record and the host's
-submitted result hash and token count, so a proof made for another job, result, token count or
-price does not verify. It does NOT establish that the model was run, that the result answers the
-prompt, or that the token count is what the model produced: a host that proves a false count is
-caught only by the re-execution spot checks (``fabstir.spotcheck``).
+circuit, the public ``amount`` is ``tokens * price`` for the public ``tokens`` and ``price``,
+and the proof was made for exactly this vector of public instances: each slot's ``binding``
+(keccak of job id, model id, prompt hash and result hash), token count and price. The contract
+computes every instance itself from the job record and the host's submitted result hash and
+token count, so a proof made for another job, result, token count or price does not verify. It
+does NOT establish that the model was run, that the result answers the prompt, or that the token
+count is what the model produced: a host that proves a false count is caught only by the
+re-execution spot checks (``fabstir.spotcheck``).
 
 The inputs are ``public`` (the contract must compare them; a ``hashed`` Poseidon commitment is
 neither checkable by the contract nor small enough: its verifier exceeds 24,576 bytes), outputs

@@ -66,4 +66,4 @@ def test_a_job_killed_during_any_step_completes_once_when_run_again(node: Node, 
     fee = payment * node.host.fee_bps() // 10_000
     assert node.host.credit_of(node.host.address) - host_credit == payment - fee
     assert node.host.credit_of(node.renter.address) - renter_credit == deposit - payment
-    assert node.store.list("results") == [node.store.key_of(job.result_uri)]
+    assert node.store.list("results") == [node.store.key_of(node.renter.result_uri(job_id))]

@@ -47,7 +47,7 @@ def _status(ctx: ApiContext, job_id: int) -> JobStatus:
         payment_token=job.payment_token,
         claim_tx=claims[-1]["transactionHash"].to_0x_hex() if claims else None,
         settle_tx=receipt.settle_tx if receipt else None,
-        result_uri=job.result_uri or None,
+        result_uri=receipt.result_uri if receipt else None,
         result_hash=receipt.result_hash if receipt else None,
     )
 

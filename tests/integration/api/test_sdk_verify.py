@@ -24,8 +24,8 @@ def _settled_job(node: ApiNode, content: str) -> tuple[int, str, bytes]:
     token = node.renter.authenticate(node.url, job_id)
     assert "".join(node.renter.chat(node.url, token, node.model.id, messages))
     wait_settled(node, job_id)
-    job = node.renter.chain.get_job(job_id)
-    return job_id, token, node.services.store.get(node.services.store.key_of(job.result_uri))
+    result_uri = node.renter.chain.result_uri(job_id)
+    return job_id, token, node.services.store.get(node.services.store.key_of(result_uri))
 
 
 def test_a_fetched_result_comes_with_its_verified_billing_proof(api_node: ApiNode) -> None:

@@ -4,15 +4,24 @@ cancellation, ratings and owner settings, with exact balances before and after."
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from web3 import Web3
 from web3.exceptions import ContractCustomError
 
-from fabstir.chain import ETH, ChainClient, Deployment, decode_revert, load_artifact
+from fabstir.chain import (
+    ETH,
+    ChainClient,
+    Deployment,
+    ResultSubmission,
+    decode_revert,
+    load_artifact,
+)
 from fabstir.domain import ZERO_ADDRESS, JobState
-from fabstir.errors import ContractRevert
+from fabstir.errors import ContractRevert, JobRejected
+from fabstir.proofs import BillingProver, read_proof_bytes
 from tests.integration.chain.conftest import (
     API_URL,
     MODEL,
@@ -21,6 +30,7 @@ from tests.integration.chain.conftest import (
     STABLE_PRICE,
     offers_for,
 )
+from tests.support.billing import statement_for
 
 pytestmark = pytest.mark.integration
 
@@ -105,7 +115,8 @@ def test_settlement_credits_host_fee_and_refund_then_each_withdraws_exactly(
     )
     job = renter.get_job(job_id)
     assert (job.state, job.host, job.tokens_used) == (JobState.SETTLED, host.address, tokens)
-    assert (job.result_hash, job.result_uri, job.payment_token) == (RESULT_HASH, RESULT_URI, token)
+    assert (job.result_hash, job.payment_token) == (RESULT_HASH, token)
+    assert renter.result_uri(job_id) == receipt.result_uri == RESULT_URI
 
     for client, owed in ((host, payment - fee), (renter, deposit - payment)):
         before = client.balance_of(client.address, token)
@@ -139,7 +150,8 @@ def test_posting_in_a_token_pulls_exactly_the_deposit(
         ({"deposit": 0}, "ZeroDeposit"),
         ({"max_tokens": 0, "deposit": 1}, "ZeroMaxTokens"),
         ({"price": 0, "deposit": 1}, "ZeroPrice"),
-        ({"max_tokens": 2, "price": 2**255, "deposit": 1}, "MaxCostOverflow"),
+        ({"max_tokens": 2**256 - 1, "deposit": 1}, "MaxTokensTooHigh"),
+        ({"max_tokens": 2, "price": 2**255, "deposit": 1}, "PriceTooHigh"),
         ({"ttl_s": 0}, "DeadlineInPast"),
         ({"token": "staking", "deposit": 1}, "TokenNotAccepted"),
     ],
@@ -150,6 +162,27 @@ def test_bad_posts_are_refused(
     if kwargs.get("token") == "staking":  # an ERC-20, but not one accepted for payment
         kwargs = {**kwargs, "token": deployment.staking_token}
     assert revert(lambda: post_job(**kwargs))[0] == error
+
+
+def test_post_bounds_name_the_limit_and_the_largest_job_is_stored_exactly(
+    renter: ChainClient, post_job: Callable[..., int]
+) -> None:
+    """A job's token count and price are packed into narrow storage fields: the limits are
+    refused by name, and values at the limits read back unchanged."""
+    assert revert(lambda: post_job(price=2**88, deposit=1)) == ("PriceTooHigh", (2**88, 2**88 - 1))
+    assert revert(lambda: post_job(max_tokens=2**32, deposit=1)) == (
+        "MaxTokensTooHigh",
+        (2**32, 2**32 - 1),
+    )
+    job_id = post_job(max_tokens=2**32 - 1, price=2**88 - 1, deposit=1)
+    job = renter.get_job(job_id)
+    assert (job.max_tokens, job.price_per_token_wei, job.deposit_wei) == (2**32 - 1, 2**88 - 1, 1)
+    assert (job.state, job.tokens_used, job.settled_block, job.renter) == (
+        JobState.POSTED,
+        0,
+        0,
+        renter.address,
+    )
 
 
 def test_posting_more_tokens_than_held_is_refused_by_the_token(
@@ -329,6 +362,87 @@ def test_a_job_settles_only_once(
         (job_id, JobState.SETTLED),
     )
     assert registered_host.credit_of(registered_host.address) == owed
+
+
+def test_the_result_uri_is_read_from_the_settlement_event(
+    w3: Web3,
+    registered_host: ChainClient,
+    renter: ChainClient,
+    post_job: Callable[..., int],
+    proof_for: Callable[[int, str, int], bytes],
+) -> None:
+    """The chain keeps a result URI only in the job's JobSettled event; the job record names the
+    block to read it from."""
+    job_id = post_job()
+
+    def not_settled(job: int) -> tuple[str | None, object]:
+        with pytest.raises(JobRejected) as caught:
+            renter.result_uri(job)
+        return caught.value.code, caught.value.context.get("state")
+
+    assert not_settled(job_id) == ("job_not_settled", "POSTED")
+    assert not_settled(job_id + 1) == ("unknown_job", None)
+    registered_host.claim_job(job_id)
+    assert not_settled(job_id) == ("job_not_settled", "CLAIMED")
+    uri = "s3://fabstir-results/results/1220" + "cd" * 22  # as long as the node's URIs
+    proof = proof_for(job_id, RESULT_HASH, 5)
+    tx = registered_host.submit_result(job_id, RESULT_HASH, uri, 5, proof)
+
+    assert renter.get_job(job_id).settled_block == w3.eth.get_transaction_receipt(tx)["blockNumber"]
+    assert renter.result_uri(job_id) == uri
+
+
+def test_a_batch_credits_each_account_in_each_token_exactly(
+    registered_host: ChainClient,
+    renter: ChainClient,
+    other_host: ChainClient,
+    post_job: Callable[..., int],
+    stable: str,
+    billing_prover: BillingProver,
+    tmp_path: Path,
+) -> None:
+    """A batch adds up consecutive credits before writing them; jobs of two renters in two
+    tokens, interleaved, must still credit every account exactly what its jobs owe it."""
+    host, second_renter = registered_host, other_host
+    jobs = [  # (payer, token, price, tokens billed of 10)
+        (renter, ETH, PRICE_PER_TOKEN_WEI, 3),
+        (second_renter, ETH, PRICE_PER_TOKEN_WEI, 4),
+        (renter, stable, STABLE_PRICE, 5),
+        (renter, ETH, PRICE_PER_TOKEN_WEI, 6),
+    ]
+    job_ids = [
+        post_job(max_tokens=10, price=price, token=token, client=payer)
+        for payer, token, price, _ in jobs
+    ]
+    for job_id in job_ids:
+        host.claim_job(job_id)
+    statements = [
+        statement_for(host, job_id, RESULT_HASH, billed)
+        for job_id, (*_, billed) in zip(job_ids, jobs, strict=True)
+    ]
+    bundle = billing_prover.prove_batch(statements, tmp_path / "batch.proof")
+    accounts = [host.address, host.treasury(), renter.address, second_renter.address]
+
+    def all_credits() -> dict[tuple[str, str], int]:
+        return {(a, t): host.credit_of(a, t) for a in accounts for t in (ETH, stable)}
+
+    before = all_credits()
+
+    host.submit_results(
+        [ResultSubmission(s.job_id, s.result_hash, RESULT_URI, s.tokens) for s in statements],
+        4,
+        read_proof_bytes(Path(bundle.proof_path)),
+    )
+
+    owed = dict.fromkeys(before, 0)
+    for payer, token, price, billed in jobs:
+        payment = billed * price
+        fee = payment * host.fee_bps() // 10_000
+        owed[(host.address, token)] += payment - fee
+        owed[(host.treasury(), token)] += fee
+        owed[(payer.address, token)] += (10 - billed) * price
+    after = all_credits()
+    assert {key: after[key] - before[key] for key in before} == owed
 
 
 def test_the_fee_is_fixed_when_the_job_is_claimed(

@@ -8,11 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from web3 import HTTPProvider, Web3
 
-from fabstir.chain import ETH, ChainClient, ResultSubmission
+from fabstir.chain import ETH, ChainClient, Deployment, ResultSubmission
 from fabstir.domain import JobState
 from fabstir.errors import ContractRevert, JobRejected, ProofError, ResultIntegrityError
 from fabstir.proofs import BillingProver, read_proof_bytes, verify_delivery
+from fabstir.settings import ModelSpec
 from tests.support.billing import billing_proof, statement_for
 
 from .conftest import MAX_TOKENS, PRICE_PER_TOKEN_WEI
@@ -128,7 +130,7 @@ def test_one_proof_settles_a_batch_of_four_exactly_once(
         for job_id, tokens in zip(job_ids, token_counts, strict=True)
     ]
     bundle = billing_prover.prove_batch(statements, tmp_path / "batch.proof")
-    assert bundle.verified and len(bundle.public_instances) == 4 * 8
+    assert bundle.verified and len(bundle.public_instances) == 4 * 4
     submissions = [
         ResultSubmission(job_id, RESULT_HASH, f"{RESULT_URI}?{job_id}", tokens)
         for job_id, tokens in zip(job_ids, token_counts, strict=True)
@@ -154,11 +156,45 @@ def test_one_proof_settles_a_batch_of_four_exactly_once(
     assert after[1] - before[1] == sum(fees)
     assert after[2] - before[2] == 4 * MAX_TOKENS * PRICE_PER_TOKEN_WEI - sum(payments)
     assert [host.get_job(j).tokens_used for j in job_ids] == token_counts
+    assert [renter.result_uri(j) for j in job_ids] == [s.result_uri for s in submissions]
     # Settled once: the same batch again, or any of its jobs alone, is refused.
     assert refused(lambda: host.submit_results(submissions, 4, proof)) == "NotClaimed"
     assert money(host, renter) == after
     delivery = verify_delivery(renter, billing_prover, job_ids[2], RESULT)
     assert delivery.proved_with == tuple(job_ids) and delivery.tokens == 5
+
+
+def test_the_largest_job_is_billed_exactly(
+    deployment: Deployment,
+    host: ChainClient,
+    renter: ChainClient,
+    tiny_model: ModelSpec,
+    billing_prover: BillingProver,
+) -> None:
+    """At the marketplace's bounds (2**32 - 1 tokens at 2**88 - 1 wei) the amount is above 2**119:
+    the circuit and the contract must both keep it exact."""
+    tokens, price = 2**32 - 1, 2**88 - 1
+    deposit = tokens * price
+    w3 = Web3(HTTPProvider(deployment.rpc_url))
+    w3.provider.make_request("anvil_setBalance", [renter.address, hex(2 * deposit)])
+    job_id = renter.post_job(
+        tiny_model.id,
+        "0x" + "11" * 32,
+        "file:///prompts/largest.txt",
+        tokens,
+        price,
+        deposit,
+        renter.chain_time() + 3600,
+    )
+    host.claim_job(job_id)
+    before = money(host, renter)
+
+    proof = billing_proof(billing_prover, host, job_id, RESULT_HASH, tokens)
+    host.submit_result(job_id, RESULT_HASH, RESULT_URI, tokens, proof)
+
+    fee = deposit * host.get_job(job_id).fee_bps // 10_000
+    after = money(host, renter)
+    assert [a - b for a, b in zip(after, before, strict=True)] == [deposit - fee, fee, 0, 0]
 
 
 def test_a_batch_names_each_job_once(

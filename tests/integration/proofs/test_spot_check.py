@@ -96,7 +96,7 @@ def test_a_result_altered_in_storage_is_detected_and_alerted(
 ) -> None:
     job_id = settle(post_job("the cat sat"))
     job = host.get_job(job_id)
-    key = store.key_of(job.result_uri)
+    key = store.key_of(host.result_uri(job_id))
     original = decode_record(store.get(key))
     store.put(key, encode_record(original.model_copy(update={"output": "something else"})))
 

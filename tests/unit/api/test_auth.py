@@ -30,7 +30,6 @@ def job(state: JobState = JobState.POSTED, host: str = HOST, renter: str = RENTE
         deadline=NOW + 100,
         state=state,
         result_hash="0x" + "00" * 32,
-        result_uri="",
         tokens_used=0,
     )
 

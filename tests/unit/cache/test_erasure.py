@@ -29,7 +29,6 @@ def _claimed(job_id: int, renter: str) -> ClaimedJob:
         deadline=0,
         state=JobState.CLAIMED,
         result_hash="0x" + "00" * 32,
-        result_uri="",
         tokens_used=0,
     )
     return ClaimedJob(job=job, model_name="m", prompt=f"prompt {job_id}", claim_tx=None)

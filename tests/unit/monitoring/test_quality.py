@@ -25,7 +25,6 @@ def claimed(job_id: int) -> ClaimedJob:
         deadline=0,
         state=JobState.CLAIMED,
         result_hash="0x",
-        result_uri="",
         tokens_used=0,
     )
     return ClaimedJob(

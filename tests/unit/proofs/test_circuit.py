@@ -11,13 +11,13 @@ from eth_utils import keccak
 from fabstir.proofs.circuit import (
     BATCH_CAPACITIES,
     INSTANCES_PER_STATEMENT,
+    MAX_PRICE_PER_TOKEN_WEI,
+    MAX_TOKENS,
     BillingStatement,
-    amount_wei_from_terms,
     batch_instances,
     binding_digest,
     build_billing_model,
     capacity_for,
-    price_limbs,
 )
 from fabstir.spotcheck import select_for_spot_check
 
@@ -41,7 +41,7 @@ STATEMENT = BillingStatement(
         ({"tokens": True}, TypeError),
         ({"tokens": 5.0}, TypeError),
         ({"price_per_token_wei": 0}, ValueError),
-        ({"price_per_token_wei": 2**256}, ValueError),
+        ({"price_per_token_wei": 2**88}, ValueError),
         ({"result_hash": "0x" + "22" * 31}, ValueError),
         ({"model_id": "ab" * 32}, ValueError),
         ({"prompt_hash": "0x" + "zz" * 32}, ValueError),
@@ -70,23 +70,23 @@ def test_the_binding_is_keccak_of_the_abi_encoded_job_without_its_low_byte() -> 
     assert binding_digest(dataclasses.replace(STATEMENT, job_id=8)) != binding_digest(STATEMENT)
 
 
-@pytest.mark.parametrize("price", [1, 2**86 - 1, 2**86, 2**172 + 3, 2**256 - 1])
-def test_price_limbs_and_amount_terms_are_exact_for_any_uint256_price(price: int) -> None:
-    limbs = price_limbs(price)
-    assert len(limbs) == 3 and all(0 <= limb < 2**86 for limb in limbs)
-    tokens = 2**32 - 1
-    assert amount_wei_from_terms([tokens * limb for limb in limbs]) == tokens * price
+def test_the_largest_amount_is_an_exact_128_bit_integer() -> None:
+    # JobMarketplace's MAX_JOB_TOKENS and MAX_PRICE_PER_TOKEN (checked on anvil in
+    # tests/integration/chain/test_marketplace.py).
+    assert (MAX_TOKENS, MAX_PRICE_PER_TOKEN_WEI) == (2**32 - 1, 2**88 - 1)
+    largest = dataclasses.replace(STATEMENT, tokens=MAX_TOKENS, price_per_token_wei=2**88 - 1)
+    assert batch_instances([largest], 1)[-1] == largest.amount_wei < 2**120
 
 
 def test_instances_are_all_inputs_then_all_outputs_with_unused_slots_zero() -> None:
     other = dataclasses.replace(STATEMENT, job_id=8, tokens=3)
     instances = batch_instances([STATEMENT, other], 4)
     assert len(instances) == 4 * INSTANCES_PER_STATEMENT
-    inputs, outputs = instances[:20], instances[20:]
-    assert inputs[0:5] == [binding_digest(STATEMENT), 5, 1_000_000_007, 0, 0]
-    assert inputs[5:10] == [binding_digest(other), 3, 1_000_000_007, 0, 0]
-    assert inputs[10:] == [0] * 10 and outputs[6:] == [0] * 6
-    assert outputs[0:3] == [5 * 1_000_000_007, 0, 0] and outputs[3:6] == [3 * 1_000_000_007, 0, 0]
+    inputs, outputs = instances[:12], instances[12:]
+    assert inputs[0:3] == [binding_digest(STATEMENT), 5, 1_000_000_007]
+    assert inputs[3:6] == [binding_digest(other), 3, 1_000_000_007]
+    assert inputs[6:] == [0] * 6
+    assert outputs == [5 * 1_000_000_007, 3 * 1_000_000_007, 0, 0]
 
 
 @pytest.mark.parametrize(("count", "capacity"), [(1, 1), (2, 4), (4, 4), (5, 16), (16, 16)])
@@ -113,8 +113,8 @@ def test_there_is_no_circuit_of_another_capacity(capacity: int) -> None:
 def test_each_capacity_builds_a_valid_graph() -> None:
     for capacity in BATCH_CAPACITIES:
         graph = build_billing_model(capacity).graph
-        assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == [capacity, 5]
-        assert [d.dim_value for d in graph.output[0].type.tensor_type.shape.dim] == [capacity, 3]
+        assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == [capacity, 3]
+        assert [d.dim_value for d in graph.output[0].type.tensor_type.shape.dim] == [capacity, 1]
 
 
 def test_the_spot_check_sample_is_deterministic_and_about_the_rate() -> None:
