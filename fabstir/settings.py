@@ -243,10 +243,16 @@ class CacheSettings(BaseModel):
         default=None, description="MiniLM-L6-v2 GGUF (default HOME/models/minilm-l6-v2-f16.gguf)."
     )
     ttl_s: float = Field(
-        default=7 * 24 * 3600, gt=0, description="Seconds a cached answer may be served."
+        default=7 * 24 * 3600,
+        gt=0,
+        description="Seconds a cached answer may be served, from when it was made (hits do not"
+        " extend it).",
     )
     max_entries: int = Field(
-        default=1_000_000, ge=1, description="Entries kept; the oldest are evicted beyond this."
+        default=1_000_000,
+        ge=1,
+        description="Entries kept; the least recently used (a hit is a use) are evicted beyond"
+        " this.",
     )
     index_min_rows: int = Field(
         default=10_000,

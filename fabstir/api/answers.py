@@ -101,6 +101,7 @@ async def start_answer(
     params: SamplingParams,
     *,
     multi_turn: bool = False,
+    allow_reuse: bool = False,
 ) -> Answer:
     """Store the prompt, start the job's flow with a stream to it and, alongside the claim,
     the first answer's generation (which the infer step continues), and wait for its first event.
@@ -115,7 +116,9 @@ async def start_answer(
     await run_in_threadpool(put_content, ctx.services.store, document, "prompts")
     ctx.slots.acquire()
     try:
-        stream = ctx.services.streams.open(job.job_id, Turn(params), multi_turn=multi_turn)
+        stream = ctx.services.streams.open(
+            job.job_id, Turn(params, allow_reuse=allow_reuse), multi_turn=multi_turn
+        )
     except BaseException:
         ctx.slots.release()
         raise

@@ -73,6 +73,12 @@ class _Sampling(BaseModel):
     stream: bool = stream_field
     stream_options: StreamOptions | None = None
     user: str | None = Field(default=None, max_length=256, description="Ignored.")
+    allow_cache_reuse: bool = Field(
+        default=False,
+        description="Fabstir extension: with temperature > 0, accept an answer cached for the"
+        " same prompt and sampling parameters, and let this one be cached (otherwise a sampled"
+        " request is always a fresh draw). Answers at temperature 0 are always cacheable.",
+    )
 
     @field_validator("stop")
     @classmethod

@@ -25,10 +25,14 @@ from fabstir.models import Generation, SamplingParams, TokenPiece
 
 @dataclass(frozen=True)
 class Turn:
-    """One answer to generate; ``messages`` None means the job's own prompt document."""
+    """One answer to generate; ``messages`` None means the job's own prompt document.
+
+    ``allow_reuse``: a turn sampled at temperature > 0 may take and leave cached answers.
+    """
 
     params: SamplingParams
     messages: tuple[dict[str, str], ...] | None = None
+    allow_reuse: bool = False
 
 
 @dataclass(frozen=True)

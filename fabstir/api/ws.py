@@ -124,7 +124,14 @@ class Session:
                 check_budget(job, params)
                 document = chat_prompt(turns)
                 check_prompt(job, document, "messages")
-                self.answer = await start_answer(self.ctx, job, document, params, multi_turn=True)
+                self.answer = await start_answer(
+                    self.ctx,
+                    job,
+                    document,
+                    params,
+                    multi_turn=True,
+                    allow_reuse=body.allow_cache_reuse,
+                )
                 self.history = list(turns)
                 event = self.answer.first
             else:

@@ -7,6 +7,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from fabstir.cache import answer_reusable
 from fabstir.domain import ClaimedJob, InferenceResult, LocalModel, prompt_messages
 from fabstir.models import (
     EnginePool,
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Jobs in this version decode greedily; these sampling parameters scope the cache.
+# Market jobs carry no sampling parameters: the node decodes them greedily, so their answers are
+# always cacheable. Only a renter connected through the API picks other ones.
 DETERMINISTIC_TEMPERATURE = 0.0
 
 
@@ -40,9 +42,13 @@ def fetch_model(catalog: ModelManager, claimed: ClaimedJob) -> LocalModel:
     return catalog.fetch(catalog.resolve(claimed.job.model_id))
 
 
-def cache_params_key() -> str:
-    """Return the canonical sampling parameters that scope cached answers."""
-    return json.dumps({"temperature": DETERMINISTIC_TEMPERATURE}, sort_keys=True)
+def cache_params_key(params: SamplingParams | None = None) -> str:
+    """Return the canonical sampling parameters that scope cached answers: the node's
+    deterministic ones (every market job's), or ``params`` less the token budget.
+    """
+    if params is None or params == SamplingParams(max_tokens=params.max_tokens):
+        return json.dumps({"temperature": DETERMINISTIC_TEMPERATURE}, sort_keys=True)
+    return json.dumps(params.model_dump(mode="json", exclude={"max_tokens"}), sort_keys=True)
 
 
 def earlier_answer(store: ObjectStore, job_id: int) -> InferenceResult | None:
@@ -76,10 +82,20 @@ def look_up_cache(
     if earlier is not None:
         log.info("answer stored by an earlier run", extra={"job_id": claimed.job.job_id})
         return earlier
+    return _cached_answer(cache, model, claimed, cache_params_key(), claimed.job.max_tokens)
+
+
+def _cached_answer(
+    cache: SemanticCache | None,
+    model: LocalModel,
+    claimed: ClaimedJob,
+    params_key: str,
+    max_tokens: int,
+) -> InferenceResult | None:
     if cache is None:
         return None
-    hit = cache.lookup(model.sha256, claimed.prompt, cache_params_key())
-    if hit is None or hit.completion_tokens > claimed.job.max_tokens:
+    hit = cache.lookup(model.sha256, claimed.prompt, params_key)
+    if hit is None or hit.completion_tokens > max_tokens:
         return None
     log.info(
         "cache hit",
@@ -155,7 +171,9 @@ def _answer_stream(
         left = budget - sum(result.completion_tokens for result in results)
         max_tokens = max(1, min(turn.params.max_tokens, left))
         params = turn.params.model_copy(update={"max_tokens": max_tokens})
-        deterministic = params == SamplingParams(max_tokens=params.max_tokens)
+        # A turn sampled at temperature > 0 asks for a fresh draw: it neither takes nor leaves a
+        # cached answer unless its renter allowed reuse (in its sampling parameters' own scope).
+        reusable = answer_reusable(params.temperature, turn.allow_reuse)
         try:
             if left <= 0:
                 result = InferenceResult(
@@ -164,12 +182,11 @@ def _answer_stream(
                 finish = "length"
             elif (
                 not results
-                and cached is not None
-                and deterministic
-                and cached.completion_tokens <= params.max_tokens
+                and reusable
+                and (reused := _reusable_answer(cache, model, claimed, params, cached)) is not None
             ):
-                stream.publish(TokenPiece(cached.text, cached.completion_tokens))
-                result, finish = cached, "stop"
+                stream.publish(TokenPiece(reused.text, reused.completion_tokens))
+                result, finish = reused, "stop"
             else:
                 own = turn.messages is None
                 messages = prompt_messages(claimed.prompt) if own else turn.messages
@@ -181,8 +198,8 @@ def _answer_stream(
                 result, finish = _generate(
                     engine, messages, params, _reporting(stream.publish, progress), early
                 )
-                if own and deterministic and finish != "cancelled":
-                    _fill_cache(cache, model, claimed, result)
+                if own and reusable and finish != "cancelled":
+                    _fill_cache(cache, model, claimed, result, params)
         except BaseException as exc:
             stream.fail(exc)
             raise
@@ -203,6 +220,23 @@ def _answer_stream(
         ttft_ms=timed[0].ttft_ms if timed else None,
         decode_tokens_per_s=timed[0].decode_tokens_per_s if timed else None,
     )
+
+
+def _reusable_answer(
+    cache: SemanticCache | None,
+    model: LocalModel,
+    claimed: ClaimedJob,
+    params: SamplingParams,
+    cached: InferenceResult | None,
+) -> InferenceResult | None:
+    """Return the answer already made for the job's own prompt with ``params``, if it fits."""
+    if params == SamplingParams(max_tokens=params.max_tokens):
+        # The cache lookup step already looked in the deterministic scope (and for an earlier
+        # run's answer).
+        if cached is not None and cached.completion_tokens <= params.max_tokens:
+            return cached
+        return None
+    return _cached_answer(cache, model, claimed, cache_params_key(params), params.max_tokens)
 
 
 def _reporting(
@@ -264,13 +298,17 @@ def _generate(
 
 
 def _fill_cache(
-    cache: SemanticCache | None, model: LocalModel, claimed: ClaimedJob, result: InferenceResult
+    cache: SemanticCache | None,
+    model: LocalModel,
+    claimed: ClaimedJob,
+    result: InferenceResult,
+    params: SamplingParams | None = None,
 ) -> None:
     if cache is not None:
         cache.store(
             model.sha256,
             claimed.prompt,
-            cache_params_key(),
+            cache_params_key(params),
             result.text,
             result.completion_tokens,
             renter=claimed.job.renter,

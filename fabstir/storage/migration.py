@@ -2,7 +2,8 @@
 
 Each object is written atomically and read back before it counts as copied; an object whose copy
 already holds the source's bytes is skipped. So re-running after a crash copies only what is
-missing or wrong, and running twice changes nothing. The source is never modified.
+missing or wrong, and running twice changes nothing. The source is never modified. Objects travel
+and are hashed in chunks, so a model file of many gigabytes never sits in memory.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -20,6 +21,8 @@ from fabstir.storage.store import ObjectStore
 
 # A content address: the sha2-256 multihash prefix and the digest (see addressing.py).
 _CONTENT_NAME = re.compile(r"^1220([0-9a-f]{64})$")
+# Read size while copying and hashing: large enough that S3 reads are few, small enough to hold.
+CHUNK_BYTES = 8 * 1024 * 1024
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +83,20 @@ def copy_objects(
     *,
     part: str = "objects",
     on_object: Callable[[str, Outcome], None] | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
 ) -> MigrationCounts:
     """Copy every object of ``source`` that ``target`` lacks or holds with other bytes.
 
     A copy counts only after it is read back from ``target`` with the source's SHA-256; one
-    that is not is reported as failed (and left for the next run to replace), not raised.
+    that is not is reported as failed (and left for the next run to replace), not raised. An
+    object named by its content address whose bytes do not match it is not written at all.
     """
+    if chunk_bytes < 1:
+        raise ValueError(f"chunk_bytes must be at least 1, got {chunk_bytes}")
     counts: dict[Outcome, int] = {"copied": 0, "skipped": 0, "failed": 0}
     failed: list[str] = []
     for key in source.list():
-        outcome = _copy_one(source, target, key)
+        outcome = _copy_one(source, target, key, chunk_bytes)
         counts[outcome] += 1
         if outcome == "failed":
             failed.append(key)
@@ -112,18 +119,18 @@ def check_migrated(counts: list[MigrationCounts]) -> None:
         )
 
 
-def _copy_one(source: ObjectStore, target: ObjectStore, key: str) -> Outcome:
+def _copy_one(source: ObjectStore, target: ObjectStore, key: str, chunk_bytes: int) -> Outcome:
+    named = _CONTENT_NAME.match(key.rsplit("/", 1)[-1])
+    address = named.group(1) if named else None
     try:
-        data = source.get(key)
-        digest = hashlib.sha256(data).digest()
-        named = _CONTENT_NAME.match(key.rsplit("/", 1)[-1])
-        if named and named.group(1) != digest.hex():
-            log.error("source object does not match its content address", extra={"key": key})
-            return "failed"
-        if _digest_at(target, key) == digest:
-            return "skipped"
-        target.put(key, data)
-        if _digest_at(target, key) != digest:
+        held = _digest_at(target, key, chunk_bytes)
+        if held is not None:
+            wanted = bytes.fromhex(address) if address else _digest_at(source, key, chunk_bytes)
+            if held == wanted:
+                return "skipped"
+        digest = hashlib.sha256()
+        target.put_chunks(key, _hashed(source.get_chunks(key, chunk_bytes), digest, key, address))
+        if _digest_at(target, key, chunk_bytes) != digest.digest():
             log.error("copy does not match its source", extra={"key": key})
             return "failed"
     except FabstirError as exc:
@@ -132,8 +139,31 @@ def _copy_one(source: ObjectStore, target: ObjectStore, key: str) -> Outcome:
     return "copied"
 
 
-def _digest_at(store: ObjectStore, key: str) -> bytes | None:
+def _hashed(
+    chunks: Iterator[bytes], digest: hashlib._Hash, key: str, address: str | None
+) -> Iterator[bytes]:
+    """Yield ``chunks``, hashing them; end by raising if they do not match their ``address``,
+    so that the write they feed is abandoned.
+
+    Raises:
+        IntegrityError: the object's bytes do not hash to its content address.
+    """
+    for chunk in chunks:
+        digest.update(chunk)
+        yield chunk
+    if address is not None and digest.hexdigest() != address:
+        raise IntegrityError(
+            "source object does not match its content address",
+            code="content_address_mismatch",
+            key=key,
+        )
+
+
+def _digest_at(store: ObjectStore, key: str, chunk_bytes: int) -> bytes | None:
+    digest = hashlib.sha256()
     try:
-        return hashlib.sha256(store.get(key)).digest()
+        for chunk in store.get_chunks(key, chunk_bytes):
+            digest.update(chunk)
     except ObjectMissing:
         return None
+    return digest.digest()

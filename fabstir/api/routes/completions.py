@@ -39,7 +39,7 @@ async def chat_completions(
     check_budget(job, params)
     document = chat_prompt([message.turn() for message in body.messages])
     check_prompt(job, document, "messages")
-    answer = await start_answer(ctx, job, document, params)
+    answer = await start_answer(ctx, job, document, params, allow_reuse=body.allow_cache_reuse)
     return await _respond(ctx, answer, "chat", body.model, body.stream, body.include_usage)
 
 
@@ -55,7 +55,7 @@ async def completions(
     check_budget(job, params)
     document = body.text().encode()
     check_prompt(job, document, "prompt")
-    answer = await start_answer(ctx, job, document, params)
+    answer = await start_answer(ctx, job, document, params, allow_reuse=body.allow_cache_reuse)
     return await _respond(ctx, answer, "text", body.model, body.stream, body.include_usage)
 
 

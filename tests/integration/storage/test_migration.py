@@ -109,3 +109,54 @@ def test_a_corrupt_source_object_is_reported_not_copied(tmp_path: Path) -> None:
     counts = copy_objects(source, target)
     assert (counts.copied, counts.failed, counts.failed_keys) == (0, 1, (key,))
     assert not target.exists(key)
+
+
+CHUNK = 64 * 1024
+
+
+def test_objects_larger_than_a_chunk_travel_in_chunks(
+    make_store: StoreFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = ObjectStore(f"file://{tmp_path / 'source'}")
+    model = bytes(range(256)) * (5 * CHUNK // 256) + b"tail"  # five chunks and a bit
+    source.put("models/tiny.gguf", model)
+    uri, _ = put_content(source, b"result " * CHUNK, "results")
+    target = make_store("target")
+
+    def whole(self: ObjectStore, key: str) -> bytes:
+        raise AssertionError(f"{key} read whole")
+
+    monkeypatch.setattr(ObjectStore, "get", whole)
+    counts = copy_objects(source, target, chunk_bytes=CHUNK)
+    assert (counts.copied, counts.skipped, counts.failed) == (2, 0, 0)
+    again = copy_objects(source, target, chunk_bytes=CHUNK)
+    assert (again.copied, again.skipped, again.failed) == (0, 2, 0)
+    monkeypatch.undo()
+    assert target.get("models/tiny.gguf") == model
+    assert target.get(source.key_of(uri)) == b"result " * CHUNK
+
+
+def test_a_large_object_off_its_content_address_is_not_written(
+    make_store: StoreFactory, tmp_path: Path
+) -> None:
+    source = ObjectStore(f"file://{tmp_path / 'source'}")
+    uri, _ = put_content(source, b"honest" * CHUNK, "results")
+    key = source.key_of(uri)
+    source.put(key, b"tampered" * CHUNK)  # many chunks: the write has begun when it is caught
+    target = make_store("target")
+    counts = copy_objects(source, target, chunk_bytes=CHUNK)
+    assert (counts.copied, counts.failed, counts.failed_keys) == (0, 1, (key,))
+    assert not target.exists(key)
+    assert target.list() == []
+
+
+@pytest.mark.parametrize("chunk_bytes", [0, -1])
+def test_a_chunk_size_below_one_byte_is_refused(tmp_path: Path, chunk_bytes: int) -> None:
+    source = ObjectStore(f"file://{tmp_path / 'source'}")
+    source.put("k", b"x")
+    target = ObjectStore(f"file://{tmp_path / 'target'}")
+    with pytest.raises(ValueError, match="chunk_bytes"):
+        copy_objects(source, target, chunk_bytes=chunk_bytes)
+    with pytest.raises(ValueError, match="chunk_bytes"):
+        list(source.get_chunks("k", chunk_bytes))
+    assert target.list() == []

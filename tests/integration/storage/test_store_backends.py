@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -95,3 +96,31 @@ def test_job_index_and_renter_erasure(store: ObjectStore) -> None:
     assert index.lookup(2) == entries[2] and store.exists(entries[2].result_key)
     assert index.jobs_of(RENTER) == []
     assert index.erase_renter(RENTER) == 0
+
+
+def test_chunked_writes_and_reads(store: ObjectStore) -> None:
+    chunks = [bytes([n]) * 1000 for n in range(7)]
+    assert store.put_chunks("big", iter(chunks)) == store.uri_for("big")
+    assert list(store.get_chunks("big", 1000)) == chunks
+    assert b"".join(store.get_chunks("big", 3000)) == b"".join(chunks)
+    store.put_chunks("one", [b"single"])  # one chunk: one plain PUT on S3
+    assert store.get("one") == b"single"
+    store.put_chunks("empty", [])
+    assert store.get("empty") == b""
+    with pytest.raises(ObjectMissing):
+        list(store.get_chunks("nothing/here", 1000))
+
+
+def test_a_chunked_write_that_fails_leaves_nothing(store: ObjectStore) -> None:
+    store.put("kept", b"old")
+
+    def failing() -> Iterator[bytes]:
+        yield b"a" * 1000
+        yield b"b" * 1000
+        raise RuntimeError("source broke")
+
+    for key in ("new", "kept"):
+        with pytest.raises(RuntimeError):
+            store.put_chunks(key, failing())
+    assert store.list() == ["kept"]
+    assert store.get("kept") == b"old"

@@ -49,7 +49,7 @@ def test_entries_expire_after_the_ttl(tmp_path: Path, fake_embedder: Any) -> Non
     assert cache._table.count_rows() == 0
 
 
-def test_the_oldest_entries_are_evicted_beyond_the_bound(
+def test_the_least_recently_used_entries_are_evicted_beyond_the_bound(
     tmp_path: Path, fake_embedder: Any
 ) -> None:
     clock = Clock()
@@ -62,6 +62,76 @@ def test_the_oldest_entries_are_evicted_beyond_the_bound(
     assert cache.lookup(MODEL, "question number 1", PARAMS) is None
     assert cache.lookup(MODEL, "question number 4", PARAMS) is not None
     assert cache.evict() == 0
+
+
+def test_a_hit_keeps_an_old_entry_and_the_newer_unused_one_is_evicted(
+    tmp_path: Path, fake_embedder: Any
+) -> None:
+    clock = Clock()
+    cache = _cache(tmp_path, fake_embedder, clock, max_entries=2)
+    _store(cache, "What is the capital of France?")
+    clock.now += 10
+    _store(cache, "How do I boil an egg?")
+    clock.now += 10
+    hit = cache.lookup(MODEL, "what is the capital city of France", PARAMS)  # a semantic hit
+    assert hit is not None and hit.kind == "semantic"
+    clock.now += 10
+    _store(cache, "Why is the sky blue?")
+    assert cache.evict() == 1
+    assert cache.lookup(MODEL, "What is the capital of France?", PARAMS) is not None
+    assert cache.lookup(MODEL, "How do I boil an egg?", PARAMS) is None
+    assert cache.lookup(MODEL, "Why is the sky blue?", PARAMS) is not None
+
+
+def test_uses_noted_by_one_process_order_eviction_in_another(
+    tmp_path: Path, fake_embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("fabstir.cache.semantic._WRITE_USES_EVERY", 1)
+    clock = Clock()
+    reader = _cache(tmp_path, fake_embedder, clock, max_entries=1)
+    _store(reader, "What is the capital of France?")
+    clock.now += 10
+    _store(reader, "How do I boil an egg?")
+    clock.now += 10
+    assert reader.lookup(MODEL, "What is the capital of France?", PARAMS) is not None
+    evictor = _cache(tmp_path, fake_embedder, clock, max_entries=1)  # its own pending uses: none
+    assert evictor.evict() == 1
+    assert evictor.lookup(MODEL, "What is the capital of France?", PARAMS) is not None
+
+
+def test_a_hit_does_not_extend_the_ttl(tmp_path: Path, fake_embedder: Any) -> None:
+    clock = Clock()
+    cache = _cache(tmp_path, fake_embedder, clock, ttl_s=60)
+    _store(cache, "What is the capital of France?")
+    clock.now += 50
+    assert cache.lookup(MODEL, "What is the capital of France?", PARAMS) is not None
+    cache.evict()  # writes the use
+    clock.now += 11
+    assert cache.expire() == 1
+
+
+def test_a_table_from_before_lru_is_upgraded_in_place(tmp_path: Path, fake_embedder: Any) -> None:
+    import lancedb
+    import pyarrow as pa
+
+    old = pa.schema(
+        [
+            *(pa.field(name, pa.string()) for name in ("key", "model_id", "params_key", "prompt")),
+            pa.field("answer_text", pa.string()),
+            pa.field("completion_tokens", pa.int64()),
+            pa.field("renter", pa.string()),
+            pa.field("created_at", pa.float64()),
+            pa.field("vector", pa.list_(pa.float32(), fake_embedder.dimension)),
+        ]
+    )
+    lancedb.connect(str(tmp_path / "cache")).create_table("semantic_cache", schema=old)
+    clock = Clock()
+    cache = _cache(tmp_path, fake_embedder, clock, max_entries=1)
+    _store(cache, "What is the capital of France?")
+    clock.now += 1
+    _store(cache, "How do I boil an egg?")
+    assert cache.evict() == 1
+    assert cache.lookup(MODEL, "How do I boil an egg?", PARAMS) is not None
 
 
 def test_compaction_applies_ttl_and_bound(

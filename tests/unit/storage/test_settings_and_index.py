@@ -22,8 +22,12 @@ def test_s3_urls_get_endpoint_and_credentials() -> None:
         s3_access_key_id=SecretStr("id"),
         s3_secret_access_key=SecretStr("secret"),
     )
-    assert storage_options(settings, "s3://bucket/prefix") == {
+    options = storage_options(settings, "s3://bucket/prefix")
+    # One session per process, so fsspec's instance cache keeps reusing one S3 client.
+    assert options.pop("session") is storage_options(settings, "s3://other")["session"]
+    assert options == {
         "use_listings_cache": False,
+        "max_concurrency": 1,
         "endpoint_url": "http://127.0.0.1:9000",
         "key": "id",
         "secret": "secret",

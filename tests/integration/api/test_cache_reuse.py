@@ -1,0 +1,133 @@
+"""Sampled API requests and the answer cache: a fresh draw unless the renter allows reuse.
+
+A node of its own whose jobs run the pipeline with a real semantic cache (LanceDB directory,
+MiniLM embeddings), so that a request's ``temperature`` and ``allow_cache_reuse`` meet the cache.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from fabstir import pipeline
+from fabstir.api import ApiServices
+from fabstir.cache import Embedder, SemanticCache
+from fabstir.domain import Receipt
+from fabstir.proofs import BillingProver
+from fabstir.settings import ApiSettings, ModelSpec
+from tests.integration.api import conftest as api_conftest
+from tests.integration.api.conftest import PRICE_PER_TOKEN_WEI, ApiNode, start_node
+
+pytestmark = pytest.mark.integration
+
+SAMPLED = {"temperature": 0.8, "seed": 7, "max_tokens": 8}
+
+
+@pytest.fixture(scope="module")
+def cached_node(
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_model: ModelSpec,
+    api_prover_dir: Path,
+    embedding_model_path: Path,
+) -> Iterator[tuple[ApiNode, SemanticCache]]:
+    root = tmp_path_factory.mktemp("api-cache-node")
+    cache = SemanticCache(str(root / "cache"), Embedder(embedding_model_path), 0.9)
+
+    def run_pipeline(services: ApiServices, prover: BillingProver, job_id: int) -> Receipt:
+        chain, catalog, store = services.chain, services.catalog, services.store
+        claimed = pipeline.claim_job(chain, catalog, store, job_id, PRICE_PER_TOKEN_WEI)
+        model = pipeline.fetch_model(catalog, claimed)
+        cached = pipeline.look_up_cache(cache, store, model, claimed)
+        result = pipeline.infer(services.engines, cache, model, claimed, cached, services.streams)
+        stored = pipeline.store_result(store, claimed, model, result)
+        proof = pipeline.prove_billing(prover, services.proofs_dir, claimed, stored, result)
+        return pipeline.settle_job(chain, claimed, stored, result, proof)
+
+    with pytest.MonkeyPatch.context() as patch:
+        # start_node's jobs call the conftest's run_pipeline, which runs without a cache.
+        patch.setattr(api_conftest, "run_pipeline", run_pipeline)
+        settings = ApiSettings(rate_per_ip_per_min=100_000, rate_per_renter_per_min=100_000)
+        for node in start_node(root, tiny_model, api_prover_dir, settings):
+            yield node, cache
+
+
+def _ask(node: ApiNode, prompt: str, **body: Any) -> tuple[int, httpx.Response]:
+    messages = [{"role": "user", "content": prompt}]
+    job_id = node.post_chat(messages)
+    token = node.renter.authenticate(node.url, job_id)
+    response = httpx.post(
+        node.url + "/v1/chat/completions",
+        json={"model": node.model.id, "messages": messages, **body},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=120,
+    )
+    return job_id, response
+
+
+def _answered_from_cache(node: ApiNode, job_id: int) -> bool:
+    token = node.renter.authenticate(node.url, job_id)
+    for _ in range(600):
+        response = httpx.get(
+            f"{node.url}/v1/jobs/{job_id}/result", headers={"Authorization": f"Bearer {token}"}
+        )
+        if response.status_code == 200:
+            return bool(response.json()["cache_hit"])
+        time.sleep(0.1)
+    raise AssertionError("no result stored")
+
+
+def test_a_sampled_request_is_a_fresh_draw_unless_reuse_is_allowed(
+    cached_node: tuple[ApiNode, SemanticCache],
+) -> None:
+    node, cache = cached_node
+    prompt = "the cat sat on the mat"
+
+    first, response = _ask(node, prompt, **SAMPLED, allow_cache_reuse=True)
+    assert response.status_code == 200, response.text
+    answer = response.json()["choices"][0]["message"]["content"]
+    assert not _answered_from_cache(node, first)
+    assert cache._table.count_rows() == 1  # allowed to fill, in its sampling scope
+
+    fresh, response = _ask(node, prompt, **SAMPLED)  # the same prompt and sampling, no opt-in
+    assert response.status_code == 200, response.text
+    assert not _answered_from_cache(node, fresh)  # the engine ran
+
+    reused, response = _ask(node, prompt, **SAMPLED, allow_cache_reuse=True)
+    assert response.status_code == 200, response.text
+    assert _answered_from_cache(node, reused)
+    assert response.json()["choices"][0]["message"]["content"] == answer
+
+    greedy, response = _ask(node, prompt, max_tokens=8)  # another scope: temperature 0
+    assert response.status_code == 200, response.text
+    assert not _answered_from_cache(node, greedy)
+
+
+def test_a_sampled_request_without_the_opt_in_leaves_nothing_cached(
+    cached_node: tuple[ApiNode, SemanticCache],
+) -> None:
+    node, cache = cached_node
+    prompt = "a dog ran in the park"
+    rows = cache._table.count_rows()
+    job_id, response = _ask(node, prompt, **SAMPLED)
+    assert response.status_code == 200, response.text
+    assert not _answered_from_cache(node, job_id)
+    assert cache._table.count_rows() == rows
+
+    job_id, response = _ask(node, prompt, **SAMPLED, allow_cache_reuse=True)
+    assert not _answered_from_cache(node, job_id)  # nothing was left to reuse
+
+
+@pytest.mark.parametrize("value", ["maybe", 2, None, {"yes": True}])
+def test_a_wrong_allow_cache_reuse_is_a_clear_400(
+    cached_node: tuple[ApiNode, SemanticCache], value: Any
+) -> None:
+    node, _ = cached_node
+    _, response = _ask(node, "one two three", **SAMPLED, allow_cache_reuse=value)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request" and "allow_cache_reuse" in error["message"]
