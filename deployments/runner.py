@@ -24,9 +24,10 @@ from uuid import UUID
 from prefect import __version__ as prefect_version
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
+from prefect.context import SettingsContext, SyncClientContext, get_settings_context
 from prefect.events import emit_event
 from prefect.flow_engine import run_flow_sync
-from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, Settings, get_current_settings
 from prefect.states import Pending, State
 
 from fabstir.domain import Receipt
@@ -58,6 +59,7 @@ class LocalRunner:
         self._lock = threading.Lock()
         self._deployment_id: UUID | None = None
         self._flow: Any = None
+        self._run_settings: Settings | None = None
         self._fault: BaseException | None = None
 
     def start(self) -> None:
@@ -67,6 +69,10 @@ class LocalRunner:
         with get_client(sync_client=True) as client:
             self._deployment_id = client.read_deployment_by_name(self._deployment_name).id
         self._flow = inference_job
+        # Built once: copying Prefect's settings costs ~20 ms, which every job would pay.
+        self._run_settings = get_current_settings().copy_with_update(
+            updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+        )
         threading.Thread(target=self._send_heartbeats, name="heartbeats", daemon=True).start()
 
     def track(self, job_id: int) -> None:
@@ -122,28 +128,37 @@ class LocalRunner:
     def _execute(self, job_id: int, idempotency_key: str | None) -> State | None:
         """Create and execute the job's run; return its final state, or None if the key
         already had a run."""
-        assert self._deployment_id is not None, "call start() first"
-        with get_client(sync_client=True) as client:
-            flow_run = client.create_flow_run_from_deployment(
+        assert self._deployment_id is not None and self._run_settings, "call start() first"
+        # One API client for the run's creation and its engine (each new client costs ~17 ms).
+        run_settings = SettingsContext(
+            profile=get_settings_context().profile, settings=self._run_settings
+        )
+        with run_settings, SyncClientContext.get_or_create() as clients:
+            flow_run = clients.client.create_flow_run_from_deployment(
                 self._deployment_id,
                 parameters={"job_id": job_id},
                 state=Pending(),
                 idempotency_key=idempotency_key,
             )
-        if flow_run.state is None or not flow_run.state.is_pending():
-            log.info("job already has a run", extra={"job_id": job_id, "run": str(flow_run.id)})
-            return None
+            if flow_run.state is None or not flow_run.state.is_pending():
+                log.info("job already has a run", extra={"job_id": job_id, "run": str(flow_run.id)})
+                return None
+            return self._execute_run(job_id, flow_run)
+
+    def _execute_run(self, job_id: int, flow_run: FlowRun) -> State:
         with self._lock:
             self._running[flow_run.id] = flow_run
         self._heartbeat(flow_run)
+        # Prefect 3.9 watches every deployment run for an outside "suspend" over an events
+        # websocket of its own, opened before the flow starts and joined after it ends (~150 ms
+        # a job here). A job is never suspended half way (the renter's stream and the claim
+        # would be stranded), so the engine is shown the run without its deployment; the
+        # server's record, its state events and our heartbeats still name the deployment.
+        unwatched = flow_run.model_copy(update={"deployment_id": None})
         try:
-            with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-                state = run_flow_sync(
-                    self._flow,
-                    flow_run=flow_run,
-                    parameters={"job_id": job_id},
-                    return_type="state",
-                )
+            state = run_flow_sync(
+                self._flow, flow_run=unwatched, parameters={"job_id": job_id}, return_type="state"
+            )
             log.info("job run ended", extra={"job_id": job_id, "state": state.type.value})
             return state
         finally:

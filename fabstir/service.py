@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -121,9 +123,16 @@ class ProcessService:
         """Launch the process and wait until it is ready.
 
         Raises:
-            ConfigError: it exited or did not answer at ``ready_url`` in time
-                (``code="service_not_ready"``); its log file says why.
+            ConfigError: another process already listens at ``ready_url`` (``code="port_in_use"``:
+                its answer would pass for ours); or the process exited or did not answer in time
+                (``code="service_not_ready"``), its log file says why.
         """
+        if self._ready_url is not None and _listening(self._ready_url):
+            raise ConfigError(
+                "another process already listens at the service's address",
+                code="port_in_use",
+                url=self._ready_url,
+            )
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         with self._log_path.open("ab") as output:
             self._process = subprocess.Popen(
@@ -133,11 +142,9 @@ class ProcessService:
             return
         deadline = time.monotonic() + self._ready_timeout_s
         while time.monotonic() < deadline and self._process.poll() is None:
-            try:
-                with urllib.request.urlopen(self._ready_url, timeout=2):
-                    return
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.5)
+            if _answers(self._ready_url):
+                return
+            time.sleep(0.5)
         self.stop()
         raise ConfigError(
             f"{self._argv[0]} did not become ready",
@@ -162,3 +169,20 @@ class ProcessService:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+
+
+def _listening(url: str) -> bool:
+    address = urllib.parse.urlsplit(url)
+    try:
+        with socket.create_connection((address.hostname, address.port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except (urllib.error.URLError, OSError):
+        return False

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
-from fabstir.service import ServiceGroup
+import pytest
+
+from fabstir.errors import ConfigError
+from fabstir.service import ProcessService, ServiceGroup
 
 
 class _Loop:
@@ -39,3 +45,25 @@ def test_a_requested_stop_ends_every_service_cleanly() -> None:
 
     assert group.run() == 0
     assert all(loop.started and loop.stopped.is_set() for loop in loops.values())
+
+
+def test_a_process_service_refuses_an_address_another_process_already_answers(
+    tmp_path: Path,
+) -> None:
+    # Its readiness check would pass on the other process's answer, and the node would use a
+    # server (with another database) that is not its own.
+    squatter = HTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    threading.Thread(target=squatter.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{squatter.server_port}/"
+    service = ProcessService(
+        [sys.executable, "-c", "import time; time.sleep(30)"],
+        log_path=tmp_path / "service.log",
+        ready_url=url,
+    )
+    try:
+        with pytest.raises(ConfigError) as refused:
+            service.start()
+    finally:
+        squatter.shutdown()
+    assert refused.value.code == "port_in_use"
+    assert not (tmp_path / "service.log").exists()  # nothing was started
