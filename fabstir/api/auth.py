@@ -1,17 +1,23 @@
 """Bearer tokens bound to one on-chain job, granted to the job's renter for a signed request.
 
-Tokens and used nonces live in memory: a restart forgets them, and renters sign a new request.
 A signed request is accepted at most ``max_ttl_s`` before its expiry, which bounds how long a
-nonce must be remembered.
+nonce must be remembered. With a journal file, used nonces and granted tokens (as SHA-256
+digests, never the tokens) are appended to it and read back at start, so a restart neither lets
+a signed request be replayed nor logs renters out.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import os
 import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fabstir.client.protocol import access_message, recover_signer
@@ -20,6 +26,8 @@ from fabstir.errors import AccessDenied, JobRejected
 
 if TYPE_CHECKING:
     from fabstir.api.schemas import AuthRequest
+
+log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "fab_"
 
@@ -44,15 +52,21 @@ class AccessControl:
         host: str,
         max_ttl_s: int,
         clock: Callable[[], float] = time.time,
+        journal: Path | None = None,
     ) -> None:
         self._chain_id = chain_id
         self._marketplace = marketplace
         self._host = host
         self._max_ttl_s = max_ttl_s
         self._clock = clock
+        # Keyed by the token's digest, the form the journal keeps.
         self._grants: dict[str, Grant] = {}
         self._nonces: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._journal = journal
+        self._journal_lines = 0
+        if journal is not None:
+            self._load_journal(journal)
 
     def grant(self, request: AuthRequest, job: Job) -> tuple[str, Grant]:
         """Return a new token for ``job`` if ``request`` is its renter's valid, unused signature.
@@ -97,10 +111,13 @@ class AccessControl:
             key = f"{signer.lower()}:{request.nonce.lower()}"
             if key in self._nonces:
                 raise JobRejected("this nonce was used before", code="nonce_reused")
-            self._nonces[key] = request.expires_at
             token = TOKEN_PREFIX + secrets.token_urlsafe(32)
             grant = Grant(job.job_id, job.renter, request.expires_at)
-            self._grants[token] = grant
+            # Journal first: a nonce is spent only once it would survive a restart.
+            self._append({"nonce": key, "expires_at": request.expires_at})
+            self._append({"token_sha256": _digest(token), **asdict(grant)})
+            self._nonces[key] = request.expires_at
+            self._grants[_digest(token)] = grant
         return token, grant
 
     def check(self, token: str) -> Grant:
@@ -111,7 +128,7 @@ class AccessControl:
                 (``token_expired``).
         """
         with self._lock:
-            grant = self._grants.get(token)
+            grant = self._grants.get(_digest(token))
         if grant is None:
             raise AccessDenied(
                 "unknown bearer token; get one from POST /v1/auth", code="invalid_token"
@@ -123,3 +140,52 @@ class AccessControl:
     def _forget_expired(self, now: int) -> None:
         self._nonces = {key: at for key, at in self._nonces.items() if at > now}
         self._grants = {token: g for token, g in self._grants.items() if g.expires_at > now}
+        live = len(self._nonces) + len(self._grants)
+        if self._journal is not None and self._journal_lines > 2 * live + 1000:
+            self._rewrite_journal(self._journal)
+
+    def _append(self, entry: dict[str, object]) -> None:
+        if self._journal is None:
+            return
+        with self._journal.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(entry, separators=(",", ":")) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        self._journal_lines += 1
+
+    def _load_journal(self, journal: Path) -> None:
+        now = int(self._clock())
+        lines = journal.read_text(encoding="utf-8").splitlines() if journal.exists() else []
+        for number, line in enumerate(lines, 1):
+            try:
+                entry = json.loads(line)
+                if "nonce" in entry:
+                    self._nonces[str(entry["nonce"])] = int(entry["expires_at"])
+                else:
+                    grant = Grant(
+                        int(entry["job_id"]), str(entry["renter"]), int(entry["expires_at"])
+                    )
+                    self._grants[str(entry["token_sha256"])] = grant
+            except (ValueError, KeyError, TypeError):
+                # A crash can tear the last line; what it named was never handed out.
+                log.warning("unreadable access journal line skipped", extra={"line": number})
+        self._nonces = {key: at for key, at in self._nonces.items() if at > now}
+        self._grants = {token: g for token, g in self._grants.items() if g.expires_at > now}
+        self._rewrite_journal(journal)
+
+    def _rewrite_journal(self, journal: Path) -> None:
+        """Replace the journal with the live entries only, atomically."""
+        journal.parent.mkdir(parents=True, exist_ok=True)
+        entries = [{"nonce": key, "expires_at": at} for key, at in self._nonces.items()]
+        entries += [{"token_sha256": key, **asdict(g)} for key, g in self._grants.items()]
+        partial = journal.with_name(journal.name + ".partial")
+        with partial.open("w", encoding="utf-8") as out:
+            out.writelines(json.dumps(e, separators=(",", ":")) + "\n" for e in entries)
+            out.flush()
+            os.fsync(out.fileno())
+        partial.replace(journal)
+        self._journal_lines = len(entries)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()

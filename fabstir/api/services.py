@@ -41,6 +41,8 @@ class ApiServices:
     embedder: Embedder | None = None
     embedding_model: str = "all-MiniLM-L6-v2"
     node_metrics: NodeMetrics | None = None
+    # Used nonces and granted tokens, kept across restarts (None: in memory only).
+    access_journal: Path | None = None
 
 
 @dataclass
@@ -65,6 +67,7 @@ class ApiContext:
                 marketplace=deployment.job_marketplace,
                 host=services.chain.address,
                 max_ttl_s=settings.auth_max_ttl_s,
+                journal=services.access_journal,
             ),
             slots=StreamSlots(settings.max_streams),
             metrics=ApiMetrics(),

@@ -58,6 +58,7 @@ def build_api(settings: Settings, run_job: JobRunner | None = None) -> ApiServer
         run_job=run_job,
         proofs_dir=settings.prover.work_dir,
         host_private_key=settings.chain.host_private_key.get_secret_value(),
+        access_journal=settings.home / "api" / "access.jsonl",
         # The cache's own embedder (same client key), loaded once per process.
         embedder=client_once("embedder", str(embedding_path), lambda: Embedder(embedding_path))
         if embedding_path is not None and embedding_path.exists()

@@ -31,8 +31,10 @@ async def job_status(job_id: JobId, ctx: Context) -> JobStatus:
 def _status(ctx: ApiContext, job_id: int) -> JobStatus:
     chain = ctx.services.chain
     job = chain.get_job(job_id)
+    # No job is older than the contracts; the claim's block is not stored on chain (every slot
+    # of the job record is full, and a fresh one costs the claim 20k gas).
     claims = chain.marketplace_events.JobClaimed().get_logs(
-        from_block=0, argument_filters={"jobId": job_id}
+        from_block=chain.deployment.deploy_block, argument_filters={"jobId": job_id}
     )
     receipt = chain.find_settlement(job_id)
     return JobStatus(

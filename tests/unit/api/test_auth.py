@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from eth_account import Account
 
@@ -101,3 +103,49 @@ def test_unknown_tokens_are_refused(access: AccessControl) -> None:
     with pytest.raises(AccessDenied) as info:
         access.check("fab_nope")
     assert info.value.code == "invalid_token"
+
+
+def journaled(clock: list[float], path: Path) -> AccessControl:
+    return AccessControl(
+        chain_id=31337,
+        marketplace=MARKET,
+        host=HOST,
+        max_ttl_s=600,
+        clock=lambda: clock[0],
+        journal=path,
+    )
+
+
+def test_a_restart_keeps_spent_nonces_and_granted_tokens(
+    clock: list[float], tmp_path: Path
+) -> None:
+    path = tmp_path / "api" / "access.jsonl"
+    signed = request()
+    token, grant = journaled(clock, path).grant(signed, job())
+
+    restarted = journaled(clock, path)
+
+    assert restarted.check(token) == grant
+    with pytest.raises(JobRejected) as replay:
+        restarted.grant(signed, job())
+    assert replay.value.code == "nonce_reused"
+    assert token not in path.read_text()  # only digests: a leaked journal grants nothing
+
+
+def test_a_restart_drops_expired_entries_and_a_torn_last_line(
+    clock: list[float], tmp_path: Path
+) -> None:
+    path = tmp_path / "access.jsonl"
+    token, _ = journaled(clock, path).grant(request(), job())
+    with path.open("a") as out:
+        out.write('{"nonce": "0xab:0x01", "expi')  # the process died mid-write
+
+    clock[0] = NOW + 61
+    restarted = journaled(clock, path)
+
+    with pytest.raises(AccessDenied) as expired:
+        restarted.check(token)
+    assert expired.value.code == "invalid_token"
+    assert path.read_text() == ""  # compacted to the live entries: none
+    clock[0] = NOW + 62
+    assert restarted.grant(request(nonce="07" * 32, expires_at=NOW + 120), job())
