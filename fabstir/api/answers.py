@@ -170,7 +170,10 @@ def _job_ended(ctx: ApiContext, stream: JobStream, done: Future[Receipt]) -> Non
 
 
 async def next_event(answer: Answer, timeout_s: float) -> StreamEvent:
-    event = await to_thread.run_sync(answer.stream.next_event, timeout_s)
+    # A waiting event is taken here; only an empty stream costs a hop to a worker thread.
+    event = answer.stream.ready_event()
+    if event is None:
+        event = await to_thread.run_sync(answer.stream.next_event, timeout_s)
     if isinstance(event, TokenPiece) and event.tokens and answer.first_token_at is None:
         answer.first_token_at = time.perf_counter()
     return event

@@ -1,0 +1,41 @@
+"""The side channel from a job's infer step to the renter's connection."""
+
+from __future__ import annotations
+
+import pytest
+
+from fabstir.api.streams import JobStream, Turn, TurnEnded
+from fabstir.domain import InferenceResult
+from fabstir.errors import TransientError
+from fabstir.models import SamplingParams, TokenPiece
+
+RESULT = InferenceResult(text="abc", prompt_tokens=2, completion_tokens=3, cache_hit=False)
+
+
+def stream() -> JobStream:
+    return JobStream(7, Turn(SamplingParams(max_tokens=8)))
+
+
+def test_pieces_waiting_for_a_lagging_renter_are_sent_as_one_with_their_token_count() -> None:
+    jobs = stream()
+    for text in ("a", "b", "c"):
+        assert jobs.publish(TokenPiece(text, 1))
+    jobs.end_turn(RESULT, "stop")
+
+    assert jobs.next_event(1.0) == TokenPiece("abc", 3)
+    assert jobs.next_event(1.0) == TurnEnded(RESULT, "stop")  # held back, not lost
+
+
+def test_a_renter_that_keeps_up_gets_each_piece_as_it_comes() -> None:
+    jobs = stream()
+    assert jobs.ready_event() is None
+    jobs.publish(TokenPiece("a", 1))
+    assert jobs.ready_event() == TokenPiece("a", 1)
+    jobs.publish(TokenPiece("b", 1))
+    assert jobs.next_event(1.0) == TokenPiece("b", 1)
+
+
+def test_a_silent_job_times_out_with_a_clear_error() -> None:
+    with pytest.raises(TransientError) as silent:
+        stream().next_event(0.01)
+    assert silent.value.code == "stream_timeout"
