@@ -3,9 +3,10 @@ job is picked up, on a fresh devnet and a standalone Prefect server (SQLite).
 
     python -m benchmarks.orchestration [--jobs N] [--json]
 
-For the same prompts, the seven core calls made directly (baseline) and the same job run as a
-deployment run in this process, the way `fabstir-node run` runs it (candidate: run created from
-the deployment, seven tasks, runner heartbeats, summary artifact). ``pickup_s``: from the
+For the same prompts, the core calls made directly (baseline: the seven steps, then the job's
+quality row, which the flow also writes) and the same job run as a deployment run in this
+process, the way `fabstir-node run` runs it (candidate: run created from the deployment, eight
+tasks, runner heartbeats, progress and summary artifacts). ``pickup_s``: from the
 renter's postJob transaction being mined to the host's claim being on chain, with the watcher
 polling at its default interval (FABSTIR_CHAIN__WATCH_POLL_S). All figures are medians. With
 --json the last line is one JSON object with keys direct_ms, flow_ms, overhead_ms, pickup_s.
@@ -40,6 +41,7 @@ def _direct(job_id: int) -> float:
         current_settings,
     )
     from fabstir import pipeline
+    from fabstir.monitoring import QualityLog, job_quality, token_symbols
 
     settings = current_settings()
     chain = ChainBlock.from_settings(settings).get_client()
@@ -58,7 +60,9 @@ def _direct(job_id: int) -> float:
     proof = pipeline.prove_billing(
         prover.get_client(), Path(prover.work_dir), claimed, stored, result
     )
-    pipeline.settle_job(chain, claimed, stored, result, proof)
+    receipt = pipeline.settle_job(chain, claimed, stored, result, proof)
+    row = job_quality(claimed, result, receipt, token_symbols(chain), finished_at=time.time())
+    QualityLog(store).record(row)
     return (time.perf_counter() - start) * 1000
 
 
