@@ -22,12 +22,16 @@ from typing import Any
 from uuid import UUID
 
 from prefect import __version__ as prefect_version
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.context import SettingsContext, SyncClientContext, get_settings_context
 from prefect.events import emit_event
 from prefect.flow_engine import run_flow_sync
-from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, Settings, get_current_settings
+from prefect.settings import (
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+    Settings,
+    get_current_settings,
+)
 from prefect.states import Pending, State
 
 from fabstir.domain import Receipt
@@ -60,6 +64,7 @@ class LocalRunner:
         self._deployment_id: UUID | None = None
         self._flow: Any = None
         self._run_settings: Settings | None = None
+        self._local = threading.local()
         self._fault: BaseException | None = None
 
     def start(self) -> None:
@@ -129,12 +134,11 @@ class LocalRunner:
         """Create and execute the job's run; return its final state, or None if the key
         already had a run."""
         assert self._deployment_id is not None and self._run_settings, "call start() first"
-        # One API client for the run's creation and its engine (each new client costs ~17 ms).
         run_settings = SettingsContext(
             profile=get_settings_context().profile, settings=self._run_settings
         )
-        with run_settings, SyncClientContext.get_or_create() as clients:
-            flow_run = clients.client.create_flow_run_from_deployment(
+        with run_settings:
+            flow_run = self._thread_client().create_flow_run_from_deployment(
                 self._deployment_id,
                 parameters={"job_id": job_id},
                 state=Pending(),
@@ -144,6 +148,16 @@ class LocalRunner:
                 log.info("job already has a run", extra={"job_id": job_id, "run": str(flow_run.id)})
                 return None
             return self._execute_run(job_id, flow_run)
+
+    def _thread_client(self) -> SyncPrefectClient:
+        """This thread's Prefect API client, which the flow engine picks up too; kept for the
+        thread's life, since a new one costs ~35 ms (an SSL context, and a CSRF-token request
+        before its first call)."""
+        clients: SyncClientContext | None = getattr(self._local, "clients", None)
+        if clients is None:
+            clients = self._local.clients = SyncClientContext()
+            clients.__enter__()  # left entered: the context is this thread's from now on
+        return clients.client
 
     def _execute_run(self, job_id: int, flow_run: FlowRun) -> State:
         with self._lock:
