@@ -4,6 +4,9 @@ The work pool and one queue per GPU, one global concurrency limit per GPU (held 
 step), every deployment in ``prefect.yaml`` and every automation in ``deployments/automations/``
 (one YAML file each; other areas add their own files there). Running it again changes nothing
 that is already right, and updates what changed.
+
+Automation files may use ``${zombie_window_s}``: the silence after which a run counts as dead,
+rendered from ``FABSTIR_ORCHESTRATION__HEARTBEAT_S`` so the window always follows the heartbeat.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from string import Template
 from typing import Any
 
 import yaml
@@ -37,6 +41,9 @@ log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 AUTOMATIONS_DIR = Path(__file__).resolve().parent / "automations"
 INFERENCE_FLOW = "inference-job"
+# Heartbeats a run may miss before the zombie automation marks it Crashed: one late event is
+# normal on a busy server, three in a row is a dead process.
+MISSED_HEARTBEATS = 3
 
 
 def gpu_queue_name(gpu: int) -> str:
@@ -60,7 +67,7 @@ def bootstrap(
     ensure_gpu_queues(orchestration)
     ensure_gpu_limits(orchestration)
     deploy_all(project_root)
-    apply_automations(automations_dir)
+    apply_automations(automations_dir, heartbeat_s=orchestration.heartbeat_s)
 
 
 def pools_of(prefect_yaml: Path, gpu_pool: str) -> list[str]:
@@ -180,16 +187,27 @@ def _resolve_blocks(value: Any, client: Any) -> Any:
     return value
 
 
-def load_automation(path: Path, client: Any) -> Automation:
+def load_automation(path: Path, client: Any, *, zombie_window_s: int) -> Automation:
     """Read one automation definition (the fields of ``prefect.automations.Automation``),
-    with block references resolved to block ids.
+    with ``${zombie_window_s}`` rendered and block references resolved to block ids.
 
     Raises:
-        ConfigError: the file is not valid YAML or not a valid automation.
+        ConfigError: the file uses another ``$`` variable, is not valid YAML or not a valid
+            automation.
         BlockMissing: it refers to a block that does not exist.
     """
+    template = Template(path.read_text(encoding="utf-8"))
     try:
-        data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = template.substitute(zombie_window_s=zombie_window_s)
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(
+            f"invalid automation file: unknown variable {exc} (only ${{zombie_window_s}}; "
+            "write $$ for a literal $)",
+            code="automation_invalid",
+            path=str(path),
+        ) from exc
+    try:
+        data: Any = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(
             f"invalid automation file: {exc}", code="automation_invalid", path=str(path)
@@ -204,21 +222,26 @@ def load_automation(path: Path, client: Any) -> Automation:
         ) from exc
 
 
-def apply_automations(folder: Path) -> list[str]:
+def apply_automations(folder: Path, *, heartbeat_s: int) -> list[str]:
     """Create every automation in ``folder`` (``*.yaml``), replacing any of the same name;
-    return the names applied.
+    return the names applied. Runs silent for ``MISSED_HEARTBEATS`` heartbeat periods of
+    ``heartbeat_s`` count as dead.
 
     An automation whose block (e.g. the alerts webhook) is not configured yet is skipped with
     a warning; the next bootstrap after the block is saved applies it.
 
     Raises:
+        ValueError: ``heartbeat_s`` is not a positive number of seconds.
         ConfigError: a file is invalid, or two files share a name.
     """
+    if isinstance(heartbeat_s, bool) or not isinstance(heartbeat_s, int) or heartbeat_s < 1:
+        raise ValueError(f"heartbeat_s must be a whole number of seconds >= 1, not {heartbeat_s!r}")
+    zombie_window_s = MISSED_HEARTBEATS * heartbeat_s
     automations = []
     with get_client(sync_client=True) as client:
         for path in sorted(folder.glob("*.yaml")):
             try:
-                automations.append(load_automation(path, client))
+                automations.append(load_automation(path, client, zombie_window_s=zombie_window_s))
             except BlockMissing as missing:
                 log.warning(
                     "automation skipped: its block does not exist yet",

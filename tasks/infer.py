@@ -30,7 +30,8 @@ def gpu_slot(
     )
 
 
-# The timeout fires between generated tokens; max_tokens bounds the work anyway.
+# The timeout fires between generated tokens, in a worker's flow process and in `fabstir-node
+# run`'s threads alike (tasks/_policy.py); max_tokens bounds the work anyway.
 @task(
     name="infer",
     task_run_name="infer-{claimed.job.job_id}",

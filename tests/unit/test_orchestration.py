@@ -5,9 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
-from deployments.bootstrap import AUTOMATIONS_DIR, load_automation, pools_of
+from deployments.bootstrap import (
+    AUTOMATIONS_DIR,
+    MISSED_HEARTBEATS,
+    apply_automations,
+    load_automation,
+    pools_of,
+)
 from fabstir.errors import ConfigError
 from fabstir.reconcile import jobs_to_start
 from fabstir.settings import load_settings
@@ -41,19 +46,39 @@ def test_every_automation_file_is_valid() -> None:
 
     ours = ["zombie-runs.yaml", "rerun-crashed-jobs.yaml"]
     for name in ours:
-        load_automation(AUTOMATIONS_DIR / name, _NoBlocks())
+        load_automation(AUTOMATIONS_DIR / name, _NoBlocks(), zombie_window_s=90)
 
 
-def test_the_zombie_window_covers_three_heartbeats() -> None:
-    zombie = yaml.safe_load((AUTOMATIONS_DIR / "zombie-runs.yaml").read_text())
-    assert zombie["trigger"]["within"] >= 3 * load_settings().orchestration.heartbeat_s
+def test_the_zombie_window_is_three_heartbeats() -> None:
+    heartbeat_s = load_settings().orchestration.heartbeat_s
+    zombie = load_automation(
+        AUTOMATIONS_DIR / "zombie-runs.yaml", None, zombie_window_s=MISSED_HEARTBEATS * heartbeat_s
+    )
+    assert zombie.trigger.within.total_seconds() == 3 * heartbeat_s
+    assert f"{3 * heartbeat_s} s" in zombie.actions[0].message
+
+
+def test_an_automation_file_with_an_unknown_variable_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x-${job_window_s}\ntrigger: {type: event}\nactions: []\n")
+    with pytest.raises(ConfigError, match="job_window_s") as refused:
+        load_automation(bad, None, zombie_window_s=90)
+    assert refused.value.code == "automation_invalid"
+
+
+@pytest.mark.parametrize("heartbeat_s", [0, -30, 1.5, True])
+def test_automations_refuse_a_heartbeat_that_is_not_whole_positive_seconds(
+    heartbeat_s: object,
+) -> None:
+    with pytest.raises(ValueError, match="heartbeat_s"):
+        apply_automations(AUTOMATIONS_DIR, heartbeat_s=heartbeat_s)  # type: ignore[arg-type]
 
 
 def test_an_invalid_automation_file_is_refused(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\ntrigger: {type: nonsense}\nactions: []\n")
     with pytest.raises(ConfigError) as refused:
-        load_automation(bad, None)
+        load_automation(bad, None, zombie_window_s=90)
     assert refused.value.code == "automation_invalid"
 
 
