@@ -2,8 +2,12 @@
 
     python -m benchmarks.engine [--model PATH] [--max-tokens 64] [--repeats 3] [--json]
 
-Single request: load time, time to first token and decode tokens/s (medians over the repeats).
-"Raw" is ``Llama.generate`` on the same chat-template prompt tokens, greedy, one token per step.
+Single request: load time, time to first token, decode tokens/s and the decode gap (medians over
+the repeats). "Raw" is ``Llama.generate`` on the same chat-template prompt tokens, greedy, one token
+per step. The decode gap is the time from the end of one one-token ``llama_decode`` to the start
+of the next in the same thread: the per-token work around llama.cpp's forward pass (sampling,
+detokenising, bookkeeping, handing the token over). It depends far less on other jobs sharing the
+CPUs than tokens/s does.
 Concurrency, N = 1, 2, 4 requests with different prompts: completion tokens per second of wall
 time for
 - raw sequential: one ``Llama``, the N requests one after another (the baseline);
@@ -34,6 +38,39 @@ N_CTX = 512
 THREADS = 2
 SEED = 42
 CONCURRENCY = (1, 2, 4)
+
+
+class _DecodeGaps:
+    """While active, record the decode gap (see the module docstring) of every thread, in µs."""
+
+    def __init__(self) -> None:
+        import llama_cpp
+        import llama_cpp.llama_cpp as bindings
+
+        # The engine calls llama_cpp.llama_decode, llama-cpp-python's Llama the bindings' own.
+        self._modules = (llama_cpp, bindings)
+        self._decode = bindings.llama_decode
+        self._last_end_ns: dict[int, int] = {}
+        self.gaps_us: list[float] = []
+
+    def __enter__(self) -> _DecodeGaps:
+        for module in self._modules:
+            module.llama_decode = self._timed_decode
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for module in self._modules:
+            module.llama_decode = self._decode
+
+    def _timed_decode(self, ctx: Any, batch: Any) -> int:
+        start = time.perf_counter_ns()
+        thread = threading.get_ident()
+        last_end = self._last_end_ns.get(thread)
+        if batch.n_tokens == 1 and last_end is not None:  # a decode step after another step
+            self.gaps_us.append((start - last_end) / 1000)
+        status = self._decode(ctx, batch)
+        self._last_end_ns[thread] = time.perf_counter_ns()
+        return status
 
 
 def _messages(prompt: str) -> list[dict[str, str]]:
@@ -140,9 +177,9 @@ def _in_threads(calls: list[Callable[[], int]]) -> tuple[float, int]:
 
 
 def _single(path: str, max_tokens: int, repeats: int) -> dict[str, dict[str, float]]:
+    metrics = ("load_s", "ttft_s", "decode_tok_s", "decode_gap_us")
     rows: dict[str, dict[str, list[float]]] = {
-        "raw": {"load_s": [], "ttft_s": [], "decode_tok_s": []},
-        "engine": {"load_s": [], "ttft_s": [], "decode_tok_s": []},
+        name: {metric: [] for metric in metrics} for name in ("raw", "engine")
     }
     for _ in range(repeats):
         for name in ("raw", "engine"):
@@ -151,17 +188,20 @@ def _single(path: str, max_tokens: int, repeats: int) -> dict[str, dict[str, flo
                 llm = _raw(path)
                 load = time.perf_counter() - start
                 _raw_stream(llm, PROMPTS[0], 4)  # warm-up: graph allocation, Jinja compile
-                ttft, total, tokens = _raw_stream(llm, PROMPTS[0], max_tokens)
+                with _DecodeGaps() as gaps:
+                    ttft, total, tokens = _raw_stream(llm, PROMPTS[0], max_tokens)
                 llm.close()
             else:
                 pool, engine = _engine(path, parallel=1)
                 load = time.perf_counter() - start
                 _engine_stream(engine, PROMPTS[0], 4)
-                ttft, total, tokens = _engine_stream(engine, PROMPTS[0], max_tokens)
+                with _DecodeGaps() as gaps:
+                    ttft, total, tokens = _engine_stream(engine, PROMPTS[0], max_tokens)
                 pool.close()
             rows[name]["load_s"].append(load)
             rows[name]["ttft_s"].append(ttft)
             rows[name]["decode_tok_s"].append((tokens - 1) / max(total - ttft, 1e-9))
+            rows[name]["decode_gap_us"].append(statistics.median(gaps.gaps_us))
     return {
         name: {metric: statistics.median(values) for metric, values in metrics.items()}
         for name, metrics in rows.items()
@@ -232,6 +272,8 @@ def main() -> None:
         "load_time_raw_over_engine": single["raw"]["load_s"] / single["engine"]["load_s"],
         "ttft_raw_over_engine": single["raw"]["ttft_s"] / single["engine"]["ttft_s"],
         "decode_engine_over_raw": single["engine"]["decode_tok_s"] / single["raw"]["decode_tok_s"],
+        "decode_gap_raw_over_engine": single["raw"]["decode_gap_us"]
+        / single["engine"]["decode_gap_us"],
         **{
             f"throughput_{n}_engine_over_raw_sequential": concurrent["engine_batched"][n]
             / concurrent["raw_sequential"][n]
@@ -260,7 +302,7 @@ def main() -> None:
         },
     }
     print(f"{'single request':<28}{'raw':>12}{'engine':>12}")
-    for metric in ("load_s", "ttft_s", "decode_tok_s"):
+    for metric in ("load_s", "ttft_s", "decode_tok_s", "decode_gap_us"):
         print(f"{metric:<28}{single['raw'][metric]:>12.3f}{single['engine'][metric]:>12.3f}")
     print(f"\n{'completion tok/s':<28}" + "".join(f"{'N=' + str(n):>10}" for n in CONCURRENCY))
     for name, by_n in concurrent.items():

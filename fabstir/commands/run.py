@@ -27,7 +27,7 @@ def register(commands: Any) -> None:
         "run",
         help="Run this host until Ctrl-C: Prefect server (unless PREFECT_API_URL is set), "
         "bootstrap, one Prefect worker per GPU and per other pool, the job runner, the renter "
-        "API and the chain watcher.",
+        "API, the model update poll and the chain watcher.",
     )
     run.set_defaults(handler=run_node)
     bootstrap = commands.add_parser(
@@ -128,6 +128,13 @@ def build_services(settings: Settings) -> dict[str, Service]:
     )
     services["job-runner"] = runner
     services["api"] = build_api(settings, runner.run_now)
+    if settings.models.update_poll_s:
+        from blocks import EngineBlock
+        from fabstir.models import UpdatePoller
+
+        # The catalog the API and this process's jobs resolve through (one per process).
+        catalog = EngineBlock.from_settings(settings).get_catalog()
+        services["model-updates"] = UpdatePoller(catalog, settings.models.update_poll_s)
     dispatch = runner if orchestration.dispatch == "local" else EventDispatch()
     services["watcher"] = build_watcher(settings, dispatch.track)
     return services

@@ -12,6 +12,7 @@ from fabstir.models.registry import (
 )
 from fabstir.models.sampling import SamplingParams
 from fabstir.models.scheduler import Generation, TokenPiece
+from fabstir.models.updates import UpdatePoller
 
 __all__ = [
     "CachedModel",
@@ -27,6 +28,7 @@ __all__ = [
     "SamplingParams",
     "SettingsModelRegistry",
     "TokenPiece",
+    "UpdatePoller",
     "download_verified",
     "file_sha256",
     "to_model_id",

@@ -60,7 +60,8 @@ def context_options(settings: EngineSettings) -> dict[str, Any]:
         "n_batch": max(settings.n_batch, settings.parallel_sequences),
         "n_ubatch": max(settings.n_batch, settings.parallel_sequences),
         "n_seq_max": settings.parallel_sequences,
-        # One KV buffer per sequence: our sequences share no prefix (llama.h, kv_unified).
+        # One KV buffer per sequence: our sequences share no prefix (llama.h, kv_unified), and
+        # with one shared buffer a greedy answer changed with where its cells landed in it.
         "kv_unified": False,
         "n_threads": settings.n_threads,
         "n_threads_batch": settings.n_threads,

@@ -7,7 +7,8 @@ to it in one step, and jobs that already hold the old ``LocalModel`` finish on i
 
 The registry's record of a model is read again once it is ``registry_ttl_s`` old, so an update
 is noticed by the first job after that (with 0, by the next job), while the jobs in between and a
-job's second look (claim, then fetch) cost no chain read. A version that fails to download or
+job's second look (claim, then fetch) cost no chain read. An idle node notices it with
+``check_for_updates()``, which the node's update poller calls. A version that fails to download or
 verify is not tried again in the background until a wait has passed, which doubles with each
 failure; a job asking for a version that failed to verify gets the same error without a download
 until then. So a bad registry entry costs one download per wait, not one per job.
@@ -202,14 +203,39 @@ class ModelManager:
             statuses.append(ModelStatus(name, model_id, record.sha256, ok=True))
         return statuses
 
+    def in_force(self, name_or_id: str) -> ModelRecord | None:
+        """Return the version new jobs of a model get now, without reading the registry; None
+        until this process has fetched the model."""
+        with self._lock:
+            return self._in_force.get(to_model_id(name_or_id))
+
+    def check_for_updates(self) -> None:
+        """Read the registry for every served model now and start downloading each new version
+        in the background, as a job's lookup would, so that it is verified before the next job.
+
+        Models this process has not fetched yet are left to their first job. A model the registry
+        does not know or has deactivated, or a registry that cannot be reached, is logged and
+        skipped: the next check tries again.
+        """
+        for model_id, name in self._served.items():
+            try:
+                self._in_force_version(model_id, fresh=True)
+            except FabstirError as exc:
+                level = logging.INFO if isinstance(exc, JobRejected) else logging.WARNING
+                log.log(
+                    level,
+                    "model update check failed",
+                    extra={"model": name, "code": exc.code, "error": str(exc)},
+                )
+
     def wait_for_updates(self, timeout_s: float | None = None) -> None:
         """Block until background downloads of new versions have finished."""
         for thread in list(self._updates.values()):
             thread.join(timeout_s)
 
-    def _in_force_version(self, model_id: str) -> ModelRecord:
+    def _in_force_version(self, model_id: str, *, fresh: bool = False) -> ModelRecord:
         """Return the version new jobs get; start fetching a newer registry version if needed."""
-        latest = self._registry_record(model_id)
+        latest = self._registry_record(model_id, fresh=fresh)
         if not latest.active:
             raise JobRejected("model is deactivated", code="model_inactive", model_id=model_id)
         with self._lock:
@@ -223,15 +249,16 @@ class ModelManager:
                 self._start_update(latest)
             return current
 
-    def _registry_record(self, model_id: str) -> ModelRecord:
-        """Return the registry's record of ``model_id``, read at most once per ``registry_ttl_s``.
+    def _registry_record(self, model_id: str, *, fresh: bool = False) -> ModelRecord:
+        """Return the registry's record of ``model_id``, read at most once per ``registry_ttl_s``
+        unless ``fresh``.
 
         Only records are kept: an unknown model is asked about again on the next call.
         """
         now = self._clock()
         with self._lock:
             kept = self._registry_reads.get(model_id)
-        if kept is not None and now < kept[0]:
+        if kept is not None and now < kept[0] and not fresh:
             return kept[1]
         record = self._registry.model(model_id)
         if self._registry_ttl_s > 0:

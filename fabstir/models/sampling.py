@@ -32,11 +32,18 @@ class SamplingParams(BaseModel):
 
 
 def build_sampler(params: SamplingParams, n_vocab: int, default_seed: int) -> Any:
-    """Return a llama.cpp sampler chain (``llama_cpp._internals.LlamaSampler``) for ``params``."""
+    """Return a llama.cpp sampler chain (``llama_cpp._internals.LlamaSampler``) for ``params``.
+
+    Plain greedy decoding (temperature 0, no penalties) gets None: the scheduler then takes the
+    likeliest token itself, for all such sequences of a batch at once.
+    """
+    penalised = params.repeat_penalty != 1.0 or params.frequency_penalty or params.presence_penalty
+    if params.temperature == 0 and not penalised:
+        return None
     from llama_cpp._internals import LlamaSampler
 
     sampler = LlamaSampler()
-    if params.repeat_penalty != 1.0 or params.frequency_penalty or params.presence_penalty:
+    if penalised:
         sampler.add_penalties(
             n_vocab,
             PENALTY_LAST_N,

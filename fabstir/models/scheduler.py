@@ -4,12 +4,18 @@ A worker thread owns the context. Each step it puts the next token of every runn
 a slice of any new prompt into one batch, decodes it once and samples each sequence from its own
 logits, so a new request's first token waits for one step, not for the others to finish. Requests
 beyond the context's sequences wait in a FIFO queue and are told their position.
+
+Each sequence has its own KV stream, and llama.cpp computes a batch of such sequences in one pass
+only over a run of sequence ids that rise by one from token to token
+(``llama_batch_allocr::split_equal``); any other order costs a pass per sequence. So a request
+takes the lowest free sequence id and the batch lists its tokens in sequence-id order.
 """
 
 from __future__ import annotations
 
 import codecs
 import ctypes
+import heapq
 import logging
 import queue
 import threading
@@ -17,6 +23,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from fabstir.errors import TransientError
 from fabstir.models.sampling import SamplingParams
@@ -45,14 +53,15 @@ class _Done:
 class _Sequence:
     prompt: list[int]
     params: SamplingParams
-    sampler: Any
+    sampler: Any  # None: take the likeliest token (see build_sampler)
     on_queue_position: Callable[[int], None] | None
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     slot: int = -1
     queue_position: int | None = None
     last_token: int = -1
     n_past: int = 0
-    logits_index: int = -1
+    logits_index: int = -1  # in the batch being decoded
+    output_row: int = -1  # among the logits rows of that batch
     completion: int = 0
     unreleased_tokens: int = 0
     text: str = ""
@@ -120,9 +129,17 @@ class BatchScheduler:
         self._vocab = vocab
         self._n_batch = n_batch
         self._max_queued = max_queued
+        self._n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+        # numpy views of the batch's arrays: a step fills them in a few slice assignments.
+        self._batch_tokens = np.ctypeslib.as_array(self._batch.token, shape=(n_batch,))
+        self._batch_positions = np.ctypeslib.as_array(self._batch.pos, shape=(n_batch,))
+        self._batch_logits = np.ctypeslib.as_array(self._batch.logits, shape=(n_batch,))
+        np.ctypeslib.as_array(self._batch.n_seq_id, shape=(n_batch,))[:] = 1
+        self._batch_seq_ids = [self._batch.seq_id[i] for i in range(n_batch)]
         self._piece_buffer = ctypes.create_string_buffer(256)
-        self._free_slots = list(range(n_seq))
+        self._pieces: dict[int, bytes] = {}  # a token's bytes never change: one ctypes call each
+        self._free_slots = list(range(n_seq))  # a heap: the lowest free id first
         self._active: list[_Sequence] = []
         self._waiting: deque[_Sequence] = deque()
         self._wake = threading.Condition()
@@ -194,10 +211,11 @@ class BatchScheduler:
             sequence = self._waiting.popleft()
             if sequence.cancelled:
                 sequence.finish_reason = "cancelled"
-                sequence.sampler.close()
+                if sequence.sampler is not None:
+                    sequence.sampler.close()
                 sequence.out.put(_Done())
                 continue
-            sequence.slot = self._free_slots.pop()
+            sequence.slot = heapq.heappop(self._free_slots)
             sequence.queue_position = None
             self._active.append(sequence)
         for position, sequence in enumerate(self._waiting, start=1):
@@ -207,50 +225,69 @@ class BatchScheduler:
                     sequence.on_queue_position(position)
 
     def _step(self) -> None:
-        batch = self._batch
-        batch.n_tokens = 0
-        for sequence in list(self._active):
-            if sequence.cancelled:
-                self._finish(sequence, "cancelled")
+        for sequence in [s for s in self._active if s.cancelled]:
+            self._finish(sequence, "cancelled")
         # Running sequences first: their next token never waits behind a long prompt.
-        decoding = [s for s in self._active if s.n_past >= len(s.prompt)]
-        prefilling = [s for s in self._active if s.n_past < len(s.prompt)]
-        for sequence in decoding:
-            self._add(sequence, [sequence.last_token], logits=True)
-        for sequence in prefilling:
-            room = self._n_batch - batch.n_tokens
+        planned = [(s, [s.last_token]) for s in self._active if s.n_past >= len(s.prompt)]
+        room = self._n_batch - len(planned)
+        for sequence in self._active:
             if room <= 0:
                 break
-            chunk = sequence.prompt[sequence.n_past : sequence.n_past + room]
-            ends_prompt = sequence.n_past + len(chunk) == len(sequence.prompt)
-            self._add(sequence, chunk, logits=ends_prompt)
-        if batch.n_tokens == 0:
+            if sequence.n_past < len(sequence.prompt):
+                chunk = sequence.prompt[sequence.n_past : sequence.n_past + room]
+                planned.append((sequence, chunk))
+                room -= len(chunk)
+        if not planned:
             return
-        status = self._llama_cpp.llama_decode(self._context.ctx, batch)
+        planned.sort(key=lambda entry: entry[0].slot)
+        sampling = self._fill_batch(planned)
+        status = self._llama_cpp.llama_decode(self._context.ctx, self._batch)
         if status != 0:
             raise TransientError("llama_decode failed", code="engine_decode_failed", status=status)
-        for sequence in list(self._active):
-            if sequence.logits_index >= 0:
-                index, sequence.logits_index = sequence.logits_index, -1
-                token = self._llama_cpp.llama_sampler_sample(
-                    sequence.sampler.sampler, self._context.ctx, index
-                )
-                self._accept(sequence, token)
+        self._sample(sampling)
 
-    def _add(self, sequence: _Sequence, tokens: list[int], *, logits: bool) -> None:
-        batch = self._batch
-        for offset, token in enumerate(tokens):
-            i = batch.n_tokens
-            batch.token[i] = token
-            batch.pos[i] = sequence.n_past + offset
-            batch.n_seq_id[i] = 1
-            batch.seq_id[i][0] = sequence.slot
-            batch.logits[i] = False
-            batch.n_tokens += 1
-        sequence.n_past += len(tokens)
-        if logits:
-            batch.logits[batch.n_tokens - 1] = True
-            sequence.logits_index = batch.n_tokens - 1
+    def _fill_batch(self, planned: list[tuple[_Sequence, list[int]]]) -> list[_Sequence]:
+        """Write ``planned`` into the batch; return the sequences whose last token gets logits."""
+        sampling = []
+        end = 0
+        logits = self._batch_logits
+        for sequence, tokens in planned:
+            start, end = end, end + len(tokens)
+            self._batch_tokens[start:end] = tokens
+            self._batch_positions[start:end] = np.arange(
+                sequence.n_past, sequence.n_past + len(tokens)
+            )
+            for row in self._batch_seq_ids[start:end]:
+                row[0] = sequence.slot
+            logits[start:end] = 0
+            sequence.n_past += len(tokens)
+            if sequence.n_past >= len(sequence.prompt):  # decoding, or the prompt's last chunk
+                logits[end - 1] = 1
+                sequence.logits_index = end - 1
+                sequence.output_row = len(sampling)
+                sampling.append(sequence)
+        self._batch.n_tokens = end
+        return sampling
+
+    def _sample(self, sampling: list[_Sequence]) -> None:
+        llama_cpp, ctx = self._llama_cpp, self._context.ctx
+        likeliest: list[int] = []
+        if any(sequence.sampler is None for sequence in sampling):
+            # Greedy sequences all at once: one argmax over the batch's logits rows (one per
+            # output token, in batch order), picking what llama.cpp's greedy sampler picks (the
+            # first of equal maxima) without its copy of the whole vocabulary per sequence.
+            rows = np.ctypeslib.as_array(
+                llama_cpp.llama_get_logits(ctx), shape=(len(sampling), self._n_vocab)
+            )
+            likeliest = rows.argmax(axis=1).tolist()
+        for sequence in sampling:
+            if sequence.sampler is None:
+                token = likeliest[sequence.output_row]
+            else:
+                token = llama_cpp.llama_sampler_sample(
+                    sequence.sampler.sampler, ctx, sequence.logits_index
+                )
+            self._accept(sequence, token)
 
     def _accept(self, sequence: _Sequence, token: int) -> None:
         if self._llama_cpp.llama_vocab_is_eog(self._vocab, token):
@@ -293,15 +330,19 @@ class BatchScheduler:
         self._llama_cpp.llama_memory_seq_rm(memory, sequence.slot, -1, -1)
         with self._wake:
             self._active.remove(sequence)
-            self._free_slots.append(sequence.slot)
-        sequence.sampler.close()
+            heapq.heappush(self._free_slots, sequence.slot)
+        if sequence.sampler is not None:
+            sequence.sampler.close()
         sequence.out.put(done or _Done())
 
     def _piece(self, token: int) -> bytes:
-        size = self._llama_cpp.llama_token_to_piece(
-            self._vocab, token, self._piece_buffer, len(self._piece_buffer), 0, False
-        )
-        return self._piece_buffer.raw[:size]
+        piece = self._pieces.get(token)
+        if piece is None:
+            size = self._llama_cpp.llama_token_to_piece(
+                self._vocab, token, self._piece_buffer, len(self._piece_buffer), 0, False
+            )
+            piece = self._pieces[token] = self._piece_buffer.raw[:size]
+        return piece
 
 
 def _find_stop(text: str, stops: tuple[str, ...], released: int) -> int | None:

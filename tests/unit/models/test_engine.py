@@ -107,6 +107,39 @@ def test_concurrent_requests_get_the_answers_they_get_alone(
     pool.close()
 
 
+def test_a_request_joining_a_freed_sequence_between_running_ones_gets_its_alone_answer(
+    tiny_model: ModelSpec,
+) -> None:
+    pool = EnginePool(EngineSettings(n_ctx=256, parallel_sequences=3))
+    engine = pool.engine_for(_local(tiny_model))
+    prompts = [[{"role": "user", "content": f"the cat {word}"}] for word in ("sat", "ran", "sun")]
+    requests = [(prompts[0], 40), (prompts[1], 3), (prompts[2], 40), (prompts[1], 20)]
+    alone = [engine.stream(p, SamplingParams(max_tokens=n)).text() for p, n in requests]
+    running = [engine.stream(p, SamplingParams(max_tokens=n)) for p, n in requests[:3]]
+    # The short middle one ends first; the late request takes its sequence between the others.
+    middle = running[1].text()
+    late = engine.stream(requests[3][0], SamplingParams(max_tokens=requests[3][1])).text()
+    assert [running[0].text(), middle, running[2].text(), late] == alone
+    pool.close()
+
+
+def test_greedy_decoding_picks_the_tokens_of_llama_cpps_greedy_sampler(
+    pool: EnginePool, tiny_model: ModelSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llama_cpp._internals import LlamaSampler
+
+    engine = pool.engine_for(_local(tiny_model))
+    ours = engine.stream(USER, SamplingParams(max_tokens=40)).text()
+
+    def greedy_chain(*args: object) -> LlamaSampler:
+        sampler = LlamaSampler()
+        sampler.add_greedy()
+        return sampler
+
+    monkeypatch.setattr("fabstir.models.engine.build_sampler", greedy_chain)
+    assert engine.stream(USER, SamplingParams(max_tokens=40)).text() == ours
+
+
 def test_a_fixed_seed_makes_sampling_repeatable(pool: EnginePool, tiny_model: ModelSpec) -> None:
     engine = pool.engine_for(_local(tiny_model))
 

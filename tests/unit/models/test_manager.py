@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 
 import pytest
@@ -358,3 +359,51 @@ def test_the_registry_ttl_setting_is_a_few_seconds_and_0_turns_it_off(
     assert 0 < load_settings().models.registry_ttl_s <= 10
     monkeypatch.setenv("FABSTIR_MODELS__REGISTRY_TTL_S", "0")
     assert load_settings().models.registry_ttl_s == 0
+
+
+def _record(tmp_path: Path, name: str, data: bytes, **fields: object) -> ModelRecord:
+    spec = _spec(tmp_path, f"{name}-{len(data)}", data)
+    return ModelRecord(id=model_id_of(name), name=name, sha256=spec.sha256, uri=spec.uri, **fields)
+
+
+def test_a_check_reads_the_registry_past_its_ttl_and_switches_with_no_job(tmp_path: Path) -> None:
+    v1, v2 = _record(tmp_path, "m", b"version one"), _record(tmp_path, "m", b"version two!")
+    registry = CountingRegistry(v1)
+    disk = ModelDiskCache(tmp_path / "cache", 10**6)
+    manager = ModelManager(registry, disk, ["m"], registry_ttl_s=3600, clock=FakeClock())
+    manager.pull("m")
+    registry.point(v2)
+
+    manager.check_for_updates()
+    manager.wait_for_updates(timeout_s=30)
+
+    assert manager.in_force("m") == v2
+    assert registry.reads == 2, "the check read the registry although its record was fresh"
+    assert disk.get(v2.sha256) is not None
+    # Jobs within the TTL see the record the check read, with no chain read of their own.
+    assert manager.resolve(v2.id) == v2 and registry.reads == 2
+
+
+def test_a_check_downloads_no_model_that_was_never_fetched(tmp_path: Path) -> None:
+    registry = CountingRegistry(_record(tmp_path, "m", b"weights"))
+    disk = ModelDiskCache(tmp_path / "cache", 10**6)
+    manager = ModelManager(registry, disk, ["m"])
+    manager.check_for_updates()
+    manager.wait_for_updates(timeout_s=30)
+    assert manager.in_force("m") is None and disk.entries() == []
+
+
+def test_a_check_skips_unknown_and_deactivated_models_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    v1 = _record(tmp_path, "m", b"version one")
+    registry = CountingRegistry(v1, _record(tmp_path, "gone", b"old", active=False))
+    manager = ModelManager(
+        registry, ModelDiskCache(tmp_path / "cache", 10**6), ["never", "gone", "m"]
+    )
+    manager.pull("m")
+    with caplog.at_level(logging.INFO, logger="fabstir.models.manager"):
+        manager.check_for_updates()
+    codes = {record.code for record in caplog.records if hasattr(record, "code")}
+    assert codes == {"unknown_model", "model_inactive"}
+    assert manager.in_force("m") == v1

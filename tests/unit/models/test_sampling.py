@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from fabstir.models import SamplingParams
+from fabstir.models.sampling import build_sampler
 
 
 @pytest.mark.parametrize(
@@ -29,3 +30,11 @@ def test_out_of_range_sampling_parameters_are_refused(wrong: dict[str, Any]) -> 
 
 def test_defaults_are_greedy() -> None:
     assert SamplingParams().temperature == 0
+
+
+def test_plain_greedy_needs_no_sampler_chain_but_penalties_and_temperature_do() -> None:
+    assert build_sampler(SamplingParams(), n_vocab=300, default_seed=1) is None
+    for params in (SamplingParams(repeat_penalty=1.1), SamplingParams(temperature=0.5)):
+        sampler = build_sampler(params, n_vocab=300, default_seed=1)
+        assert sampler is not None
+        sampler.close()
