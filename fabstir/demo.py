@@ -40,6 +40,8 @@ def run_demo(settings: Settings, *, as_json: bool) -> int:
     # Each demo starts from an empty answer cache, so the paraphrase is the only cache hit.
     run_dir = settings.home / "demo-runs" / time.strftime("%Y%m%d-%H%M%S")
     os.environ["FABSTIR_CACHE__URI"] = str(run_dir / "cache")
+    # The demo shows each job's own settlement, whatever batch size the operator configured.
+    os.environ["FABSTIR_SETTLEMENT__BATCH_SIZE"] = "1"
     if as_json:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from fabstir.chain import ChainClient, Devnet, Offer

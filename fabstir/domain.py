@@ -112,6 +112,24 @@ class Receipt(BaseModel):
     result_hash: str
 
 
+class SettlementQueued(BaseModel):
+    """A job whose result is stored and whose settlement waits for a batch (settle-batch flow).
+
+    Times are chain time (unix seconds of the latest block), as the contract compares deadlines.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: int
+    tokens: int
+    result_uri: str
+    result_hash: str
+    queued_at: int = Field(description="Chain time the job joined the queue.")
+    settle_by: int = Field(
+        description="Chain time after which the job is settled without waiting for a full batch."
+    )
+
+
 class ClaimedJob(BaseModel):
     """A job this host holds, with the prompt fetched and checked against its hash."""
 

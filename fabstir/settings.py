@@ -1,13 +1,15 @@
 """Node settings: one tree, read from ``FABSTIR_*`` variables (nested with ``__``).
 
 ``Settings()`` is built only at entry points (CLI, blocks); each component receives the
-sub-model it needs.
+sub-model it needs. ``FABSTIR_ENV_FILE`` names a stage file (``deployments/stages/*.env``) whose
+values apply where the environment sets none.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import socket
 from pathlib import Path
 from typing import Literal
@@ -314,6 +316,14 @@ class ModelStoreSettings(BaseModel):
         description="How long a model's registry record is reused before the chain is read again: "
         "an update is noticed at most this late. 0 reads it for every job.",
     )
+    update_poll_s: float = Field(
+        default=60.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="How often `fabstir-node run` reads the registry for each served model, so a "
+        "new version downloads, verifies and takes over while the node is idle. 0 turns the poll "
+        "off: the next job notices the update.",
+    )
 
 
 class HostSettings(BaseModel):
@@ -369,6 +379,38 @@ class ProverSettings(BaseModel):
         min_length=1,
         description="Seed of the spot-check sample; the same seed picks the same jobs.",
     )
+
+
+class SettlementSettings(BaseModel):
+    """How this host settles its jobs: each alone, or several under one proof and transaction."""
+
+    batch_size: int = Field(
+        default=1,
+        description="Jobs settled per transaction: 1 (each job by its own flow run), 4 or 16 "
+        "(the flow queues the job and the settle-batch deployment settles queued jobs together).",
+    )
+    max_wait_s: float = Field(
+        default=300.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Settle a partial batch once its oldest job has waited this long.",
+    )
+    deadline_margin_s: float = Field(
+        default=900.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Never hold a job back when its deadline is this close: settle it now. Keep "
+        "it above the settle-batch schedule interval plus the time to prove and submit.",
+    )
+
+    @field_validator("batch_size")
+    @classmethod
+    def _circuit_capacity(cls, batch_size: int) -> int:
+        # The billing circuits' capacities (fabstir.proofs.BATCH_CAPACITIES), not imported here
+        # so that reading settings does not load the prover's dependencies.
+        if batch_size not in (1, 4, 16):
+            raise ValueError(f"batch size must be 1, 4 or 16 (a billing circuit), got {batch_size}")
+        return batch_size
 
 
 class MonitoringSettings(BaseModel):
@@ -532,6 +574,7 @@ class Settings(BaseSettings):
     models: ModelStoreSettings = Field(default_factory=ModelStoreSettings)
     host: HostSettings = Field(default_factory=HostSettings)
     prover: ProverSettings = Field(default_factory=ProverSettings)
+    settlement: SettlementSettings = Field(default_factory=SettlementSettings)
     orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
@@ -556,26 +599,72 @@ class Settings(BaseSettings):
             self.monitoring.heartbeat_file = home / "heartbeats.jsonl"
         if self.chain.watch_cursor_file is None:
             self.chain.watch_cursor_file = home / f"watcher-{self.chain.network}.json"
-        chain_configured = self.chain.rpc_url is not None or self.chain.network != DEVNET
-        if self.stage == "real" and (not chain_configured or self.prover.srs_path is None):
-            raise ValueError(
-                "the real stage needs FABSTIR_CHAIN__RPC_URL (or a FABSTIR_CHAIN__NETWORK) "
-                "and FABSTIR_PROVER__SRS_PATH"
-            )
+        if self.stage == "real":
+            self._check_real_stage()
         return self
+
+    def _check_real_stage(self) -> None:
+        missing = []
+        if self.chain.rpc_url is None and self.chain.network == DEVNET:
+            missing.append("FABSTIR_CHAIN__RPC_URL (or a FABSTIR_CHAIN__NETWORK)")
+        if self.chain.network not in (DEVNET, *self.chain.networks):
+            missing.append(f"FABSTIR_CHAIN__NETWORKS (with network {self.chain.network!r})")
+        if self.prover.srs_path is None:
+            missing.append("FABSTIR_PROVER__SRS_PATH")
+        if self.chain.host_private_key.get_secret_value() in ANVIL_KEYS:
+            missing.append("FABSTIR_CHAIN__HOST_PRIVATE_KEY (the default is a public devnet key)")
+        if missing:
+            raise ValueError("the real stage needs " + ", ".join(missing))
+
+
+ENV_FILE_VARIABLE = "FABSTIR_ENV_FILE"
+
+
+def stage_file() -> Path | None:
+    """Return the stage file ``FABSTIR_ENV_FILE`` names, or None when it is unset.
+
+    Raises:
+        ConfigError: it names no file (``code="env_file_missing"``); pydantic-settings would
+            silently ignore it.
+    """
+    path = os.environ.get(ENV_FILE_VARIABLE)
+    if not path:
+        return None
+    if not Path(path).is_file():
+        raise ConfigError(f"{ENV_FILE_VARIABLE} names no file", code="env_file_missing", path=path)
+    return Path(path)
+
+
+def stage_file_values(prefix: str) -> dict[str, str]:
+    """Return the stage file's values whose names start with ``prefix`` (none without a file).
+
+    Raises:
+        ConfigError: ``FABSTIR_ENV_FILE`` names no file.
+    """
+    from dotenv import dotenv_values
+
+    path = stage_file()
+    if path is None:
+        return {}
+    values = dotenv_values(path).items()
+    return {key: value for key, value in values if key.startswith(prefix) and value is not None}
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Build settings from the environment, turning validation errors into a ConfigError.
+    """Build settings from the environment and the stage file, turning validation errors into
+    a ConfigError. A variable set in the environment wins over the stage file.
 
     Raises:
-        ConfigError: a variable has a wrong value; the message names the variable.
+        ConfigError: a variable has a wrong value (the message names the variable), or
+            ``FABSTIR_ENV_FILE`` names no file.
     """
+    env_file = stage_file()
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(_env_file=env_file, **overrides)  # type: ignore[arg-type, call-arg]
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
             variable = "FABSTIR_" + "__".join(str(part) for part in error["loc"]).upper()
-            problems.append(f"{variable}: {error['msg']}")
+            # A rule across fields (the stage's) names its variables in its message.
+            problems.append(f"{variable}: {error['msg']}" if error["loc"] else error["msg"])
         raise ConfigError("invalid settings: " + "; ".join(problems)) from exc

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from fabstir.domain import ZERO_ADDRESS, ClaimedJob, InferenceResult, ProofBundle, Receipt
+from fabstir.domain import (
+    ZERO_ADDRESS,
+    ClaimedJob,
+    InferenceResult,
+    ProofBundle,
+    Receipt,
+    SettlementQueued,
+)
 
 
 def _tx(tx_hash: str | None, explorer_tx_url: str | None) -> str:
@@ -13,10 +20,16 @@ def _tx(tx_hash: str | None, explorer_tx_url: str | None) -> str:
     return f"[`{tx_hash}`]({explorer_tx_url.format(tx=tx_hash)})"
 
 
+def _proof(proof: ProofBundle | None) -> str:
+    if proof is None:
+        return "(an earlier run)"
+    return f"`{proof.proof_path}` ({'verified' if proof.verified else 'NOT verified'})"
+
+
 def job_summary_markdown(
     claimed: ClaimedJob,
     result: InferenceResult,
-    proof: ProofBundle,
+    proof: ProofBundle | None,
     receipt: Receipt,
     explorer_tx_url: str | None = None,
 ) -> str:
@@ -32,9 +45,23 @@ def job_summary_markdown(
         ("refund to renter", f"{receipt.refund_wei} {unit}"),
         ("claim tx", _tx(claimed.claim_tx, explorer_tx_url)),
         ("settle tx", _tx(receipt.settle_tx, explorer_tx_url)),
-        ("proof", f"`{proof.proof_path}` ({'verified' if proof.verified else 'NOT verified'})"),
+        ("proof", _proof(proof)),
         ("result", f"`{receipt.result_uri}` (sha256 `{receipt.result_hash}`)"),
     ]
     lines = [f"# Job {job.job_id}", "", "| | |", "|---|---|"]
+    lines += [f"| {name} | {value} |" for name, value in rows]
+    return "\n".join(lines) + "\n"
+
+
+def queued_summary_markdown(claimed: ClaimedJob, queued: SettlementQueued) -> str:
+    """Render a job whose settlement waits for a batch: its result, and when it settles at the
+    latest (chain time)."""
+    rows = [
+        ("model", f"`{claimed.model_name}`"),
+        ("tokens", f"{queued.tokens} of {claimed.job.max_tokens}"),
+        ("settlement", f"queued for batch settlement (due by chain time {queued.settle_by})"),
+        ("result", f"`{queued.result_uri}` (sha256 `{queued.result_hash}`)"),
+    ]
+    lines = [f"# Job {queued.job_id}", "", "| | |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in rows]
     return "\n".join(lines) + "\n"

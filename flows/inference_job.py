@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from fabstir.domain import Receipt
+from fabstir.domain import Receipt, SettlementQueued
 from tasks._events import emit_job_failed
 from tasks.cache_lookup import cache_lookup
 from tasks.claim import claim
@@ -10,6 +10,7 @@ from tasks.fetch_model import fetch_model
 from tasks.infer import infer
 from tasks.prove import prove
 from tasks.qa_record import record_quality
+from tasks.queue_settlement import queue_settlement
 from tasks.settle import settle
 from tasks.store_result import store_result
 
@@ -20,8 +21,10 @@ from tasks.store_result import store_result
     on_failure=[emit_job_failed],
     on_crashed=[emit_job_failed],
 )
-def inference_job(job_id: int) -> Receipt:
-    """Claim, answer, store, prove and settle one job; a settled job returns its receipt."""
+def inference_job(job_id: int) -> Receipt | SettlementQueued:
+    """Claim, answer, store, prove and settle one job; a settled job returns its receipt. With
+    batch settlement on (FABSTIR_SETTLEMENT__BATCH_SIZE 4 or 16) the job is queued after its
+    result is stored, for the settle-batch flow, unless its deadline is near."""
     claimed = claim(job_id)
     if claimed.receipt is not None:
         return claimed.receipt
@@ -29,6 +32,9 @@ def inference_job(job_id: int) -> Receipt:
     cached = cache_lookup(model, claimed)
     result = infer(claimed, model, cached)
     stored = store_result(claimed, model, result)
+    queued = queue_settlement(claimed, stored, result)
+    if queued is not None:
+        return queued
     proof = prove(claimed, stored, result)
     receipt = settle(claimed, stored, result, proof)
     record_quality(claimed, result, receipt)

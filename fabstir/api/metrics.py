@@ -9,7 +9,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fabstir.domain import InferenceResult, Receipt
+from fabstir.domain import InferenceResult, Receipt, SettlementQueued
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -45,7 +45,7 @@ class ApiMetrics:
         )
         self.jobs = Gauge(
             "fabstir_api_jobs",
-            "Jobs started through the API, by state (running, settled, failed).",
+            "Jobs started through the API, by state (running, settled, queued, failed).",
             ("state",),
             registry=r,
         )
@@ -56,7 +56,7 @@ class ApiMetrics:
             registry=r,
         )
         self.streams = Gauge("fabstir_api_open_streams", "Answers in progress.", registry=r)
-        for state in ("running", "settled", "failed"):
+        for state in ("running", "settled", "queued", "failed"):
             self.jobs.labels(state)
 
     def observe_answer(self, result: InferenceResult) -> None:
@@ -68,10 +68,13 @@ class ApiMetrics:
     def job_started(self) -> None:
         self.jobs.labels("running").inc()
 
-    def job_ended(self, receipt: Receipt | None) -> None:
+    def job_ended(self, receipt: Receipt | SettlementQueued | None) -> None:
         self.jobs.labels("running").dec()
         if receipt is None:
             self.jobs.labels("failed").inc()
+            return
+        if isinstance(receipt, SettlementQueued):
+            self.jobs.labels("queued").inc()  # earnings count once the batch settles
             return
         self.jobs.labels("settled").inc()
         self.earnings.labels(receipt.payment_token).inc(receipt.paid_to_host_wei)

@@ -12,7 +12,7 @@ from fabstir.api.auth import AccessControl
 from fabstir.api.limits import RateLimiter, StreamSlots
 from fabstir.api.metrics import ApiMetrics
 from fabstir.api.streams import JobStreams
-from fabstir.domain import Receipt
+from fabstir.domain import Receipt, SettlementQueued
 from fabstir.settings import ApiSettings
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from fabstir.monitoring import NodeMetrics
     from fabstir.storage import ObjectStore
 
-JobRunner = Callable[[int], "Future[Receipt]"]
+JobRunner = Callable[[int], "Future[Receipt | SettlementQueued]"]
 """Start the job's flow (in this process, so it finds the job's stream) and return its future."""
 
 

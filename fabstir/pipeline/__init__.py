@@ -25,10 +25,21 @@ from fabstir.pipeline.delivery import (
     settle_job,
     store_result,
 )
+from fabstir.pipeline.settlement import (
+    BatchSettlement,
+    ReadySettlement,
+    SettlementQueue,
+    plan_batches,
+    queue_settlement,
+    settle_queued,
+)
 
 __all__ = [
     "DETERMINISTIC_TEMPERATURE",
+    "BatchSettlement",
     "BillableJob",
+    "ReadySettlement",
+    "SettlementQueue",
     "batch_proof_path_for",
     "billing_statement",
     "cache_params_key",
@@ -38,11 +49,14 @@ __all__ = [
     "fetch_model",
     "infer",
     "look_up_cache",
+    "plan_batches",
     "proof_path_for",
     "prove_billing",
     "prove_billing_batch",
+    "queue_settlement",
     "read_prompt",
     "settle_batch",
     "settle_job",
+    "settle_queued",
     "store_result",
 ]
