@@ -17,6 +17,7 @@ from eth_utils import event_abi_to_log_topic
 from fabstir.chain.client import ChainClient
 from fabstir.chain.contracts import load_artifact
 from fabstir.chain.records import ETH
+from fabstir.domain import JobState
 from fabstir.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,8 @@ class JobWatcher:
     """Hand marketplace job events to ``on_event`` in chain order, each once across restarts.
 
     Only blocks at least ``confirmations`` deep are read. Posted jobs that ``eligibility``
-    rejects are logged and skipped; other job events are all handed on. The cursor file records
+    rejects, or that are no longer open when read (a watcher catching up), are logged and
+    skipped; other job events are all handed on. The cursor file records
     the last block read and the last event handed on, after every event, so a restarted watcher
     resumes exactly where the previous one stopped.
     """
@@ -205,6 +207,10 @@ class JobWatcher:
         reason = None
         if kind is JobEventKind.POSTED and self._eligibility is not None:
             reason = self._eligibility.skip_reason(event, gas_price_wei)
+            # Catching up after downtime (or on a first start) reads jobs that another host, or
+            # the renter, has long since taken: each would cost a flow run that fails at claim.
+            if reason is None and self._chain.get_job(event.job_id).state is not JobState.POSTED:
+                reason = "no longer posted"
         if reason is None:
             self._on_event(event)
         else:

@@ -119,6 +119,35 @@ def test_only_jobs_this_host_would_take_are_handed_on(
     assert seen == [good, direct]
 
 
+def test_jobs_taken_before_the_watcher_reads_them_are_not_handed_on(
+    registered_host: ChainClient,
+    renter: ChainClient,
+    post_job: Callable[..., int],
+    tmp_path: Path,
+) -> None:
+    eligibility = Eligibility(
+        host=registered_host.address,
+        model_ids=frozenset({Web3.keccak(text=MODEL).to_0x_hex()}),
+        prices={ETH: PRICE_PER_TOKEN_WEI},
+    )
+    price = 10**13
+    taken = post_job(price=price)
+    cancelled = post_job(price=price)
+    open_job = post_job(price=price)
+    registered_host.claim_job(taken)  # e.g. by this host's previous life, or another host
+    renter.cancel_job(cancelled)
+    posted: list[int] = []
+    watcher = JobWatcher(
+        registered_host,
+        tmp_path / "c.json",
+        lambda e: posted.append(e.job_id) if e.kind is JobEventKind.POSTED else None,
+        eligibility=eligibility,
+    )
+    watcher.start()  # a first start catches up from the deployment's block
+    watcher.poll()
+    assert posted == [open_job]
+
+
 def test_run_and_stop_in_a_thread(
     renter: ChainClient, post_job: Callable[..., int], tmp_path: Path
 ) -> None:
