@@ -240,17 +240,23 @@ class SemanticCache:
         return self._delete(f"renter = {sql_string(renter.lower())}")
 
     def ensure_index(self) -> bool:
-        """Build the ANN index once the table reaches ``index_min_rows``; return if one exists."""
-        if any(index.index_type.upper().startswith("IVF") for index in self._table.list_indices()):
+        """Build the indexes once the table reaches ``index_min_rows``: ANN on the vectors, and
+        a B-tree on the exact key (exact lookups and use updates would scan every row); return
+        if the ANN index exists."""
+        indexed = {tuple(index.columns) for index in self._table.list_indices()}
+        if ("vector",) in indexed and ("key",) in indexed:
             return True
         if self._table.count_rows() < self.index_min_rows:
             return False
         from lancedb.index import IvfPq
 
         started = time.perf_counter()
-        self._table.create_index("vector", config=IvfPq(distance_type="cosine"))
+        if ("vector",) not in indexed:
+            self._table.create_index("vector", config=IvfPq(distance_type="cosine"))
+        if ("key",) not in indexed:
+            self._table.create_scalar_index("key")
         log.info(
-            "built cache index",
+            "built cache indexes",
             extra={"rows": self._table.count_rows(), "s": round(time.perf_counter() - started, 1)},
         )
         return True

@@ -185,11 +185,14 @@ def test_an_ann_index_is_built_past_the_threshold(tmp_path: Path, fake_embedder:
     cache._table.add(rows)
     _store(cache, "What is the capital of France?")
     assert cache.ensure_index() is True
-    assert [i.index_type for i in cache._table.list_indices()] == ["IvfPq"]
+    indexes = {tuple(i.columns): i.index_type for i in cache._table.list_indices()}
+    assert indexes == {("vector",): "IvfPq", ("key",): "BTree"}
     assert cache.ensure_index() is True  # kept, not rebuilt
-    assert len(cache._table.list_indices()) == 1
+    assert len(cache._table.list_indices()) == 2
     hit = cache.lookup(MODEL, "what is the capital city of France", PARAMS)
     assert hit is not None and hit.cached_prompt == "What is the capital of France?"
+    # The exact level goes through the key's index.
+    assert cache.lookup(MODEL, "What is the capital of France?", PARAMS) is not None
 
 
 @pytest.mark.parametrize(
