@@ -326,9 +326,17 @@ class ModelStoreSettings(BaseModel):
     )
 
 
+# JobMarketplace.MAX_PRICE_PER_TOKEN: no job can pay more, so a higher price is never paid.
+MAX_PRICE_PER_TOKEN = 2**88 - 1
+
+
 class HostSettings(BaseModel):
     price_per_token_wei: int = Field(
-        default=10**12, gt=0, description="Our price per output token, in wei."
+        default=10**12,
+        gt=0,
+        le=MAX_PRICE_PER_TOKEN,
+        description="Our price per output token, in wei (at most 2^88 - 1, the most a job can "
+        "offer).",
     )
     models: list[ModelSpec] = Field(
         default_factory=_default_models, description="Models this host serves."
@@ -354,8 +362,8 @@ class HostSettings(BaseModel):
     @classmethod
     def _positive_prices(cls, prices: dict[str, int]) -> dict[str, int]:
         for symbol, price in prices.items():
-            if price <= 0:
-                raise ValueError(f"price for {symbol} must be > 0")
+            if not 0 < price <= MAX_PRICE_PER_TOKEN:
+                raise ValueError(f"price for {symbol} must be > 0 and at most 2^88 - 1")
         return prices
 
 

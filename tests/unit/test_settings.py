@@ -27,6 +27,9 @@ def test_nested_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
     [
         ("FABSTIR_HOST__PRICE_PER_TOKEN_WEI", "-1"),
         ("FABSTIR_HOST__PRICE_PER_TOKEN_WEI", "ten"),
+        # A price no job can offer (JobMarketplace caps it at 2^88 - 1) would never be paid.
+        ("FABSTIR_HOST__PRICE_PER_TOKEN_WEI", str(2**88)),
+        ("FABSTIR_HOST__TOKEN_PRICES", '{"USDC": 309485009821345068724781056}'),
         ("FABSTIR_STAGE", "production"),
         ("FABSTIR_CHAIN__CHAIN_ID", "0"),
         ("FABSTIR_CACHE__SIMILARITY_THRESHOLD", "1.5"),
