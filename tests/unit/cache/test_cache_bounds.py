@@ -186,9 +186,14 @@ def test_an_ann_index_is_built_past_the_threshold(tmp_path: Path, fake_embedder:
     _store(cache, "What is the capital of France?")
     assert cache.ensure_index() is True
     indexes = {tuple(i.columns): i.index_type for i in cache._table.list_indices()}
-    assert indexes == {("vector",): "IvfPq", ("key",): "BTree"}
+    assert indexes == {
+        ("vector",): "IvfPq",
+        ("key",): "BTree",
+        ("model_id",): "Bitmap",
+        ("params_key",): "Bitmap",
+    }
     assert cache.ensure_index() is True  # kept, not rebuilt
-    assert len(cache._table.list_indices()) == 2
+    assert len(cache._table.list_indices()) == 4
     hit = cache.lookup(MODEL, "what is the capital city of France", PARAMS)
     assert hit is not None and hit.cached_prompt == "What is the capital of France?"
     # The exact level goes through the key's index.
