@@ -22,6 +22,15 @@ def mine(w3: Web3, blocks: int) -> None:
     w3.provider.make_request("anvil_mine", [hex(blocks)])
 
 
+def our_eligibility(host: ChainClient) -> Eligibility:
+    """The host serves MODEL in ETH at PRICE_PER_TOKEN_WEI."""
+    return Eligibility(
+        host=host.address,
+        model_ids=frozenset({Web3.keccak(text=MODEL).to_0x_hex()}),
+        prices={ETH: PRICE_PER_TOKEN_WEI},
+    )
+
+
 def test_events_are_handed_on_only_when_confirmations_deep(
     registered_host: ChainClient,
     post_job: Callable[..., int],
@@ -92,11 +101,7 @@ def test_only_jobs_this_host_would_take_are_handed_on(
     stable: str,
     tmp_path: Path,
 ) -> None:
-    eligibility = Eligibility(
-        host=registered_host.address,
-        model_ids=frozenset({Web3.keccak(text=MODEL).to_0x_hex()}),
-        prices={ETH: PRICE_PER_TOKEN_WEI},
-    )
+    eligibility = our_eligibility(registered_host)
     # 100 tokens at 10^13 wei pay more than serving costs in gas at anvil's ~1 gwei.
     price = 10**13
     good = post_job(price=price)
@@ -125,11 +130,7 @@ def test_jobs_taken_before_the_watcher_reads_them_are_not_handed_on(
     post_job: Callable[..., int],
     tmp_path: Path,
 ) -> None:
-    eligibility = Eligibility(
-        host=registered_host.address,
-        model_ids=frozenset({Web3.keccak(text=MODEL).to_0x_hex()}),
-        prices={ETH: PRICE_PER_TOKEN_WEI},
-    )
+    eligibility = our_eligibility(registered_host)
     price = 10**13
     taken = post_job(price=price)
     cancelled = post_job(price=price)
