@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from fabstir.service import ServiceGroup
+from fabstir.service import Service, ServiceGroup
 from fabstir.settings import Settings
 
 if TYPE_CHECKING:
@@ -68,9 +68,27 @@ def build_api(settings: Settings, run_job: JobRunner | None = None) -> ApiServer
     return ApiServer(app, settings.api.host, settings.api.port, jobs=executor)
 
 
+def model_update_services(settings: Settings) -> dict[str, Service]:
+    """The model update poll, when FABSTIR_MODELS__UPDATE_POLL_S is not 0: new versions of the
+    served models are pulled and verified in the background, and new jobs switch to them."""
+    if not settings.models.update_poll_s:
+        return {}
+    from blocks import EngineBlock
+    from fabstir.models import UpdatePoller
+
+    # The catalog the API and this process's jobs resolve through (one per process).
+    catalog = EngineBlock.from_settings(settings).get_catalog()
+    return {"model-updates": UpdatePoller(catalog, settings.models.update_poll_s)}
+
+
+def serve_services(settings: Settings) -> dict[str, Service]:
+    """What `fabstir-node serve` runs: the API and, unless turned off, the model update poll."""
+    return {"api": build_api(settings), **model_update_services(settings)}
+
+
 def run_serve(settings: Settings, args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; exit 1 if the server stops on its own."""
-    group = ServiceGroup({"api": build_api(settings)})
+    group = ServiceGroup(serve_services(settings))
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: group.request_stop())
     return group.run()

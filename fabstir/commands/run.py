@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fabstir.commands.api import build_api
+from fabstir.commands.api import build_api, model_update_services
 from fabstir.errors import ConfigError
 from fabstir.service import ProcessService, Service, ServiceGroup
 from fabstir.settings import Settings
@@ -128,13 +128,7 @@ def build_services(settings: Settings) -> dict[str, Service]:
     )
     services["job-runner"] = runner
     services["api"] = build_api(settings, runner.run_now)
-    if settings.models.update_poll_s:
-        from blocks import EngineBlock
-        from fabstir.models import UpdatePoller
-
-        # The catalog the API and this process's jobs resolve through (one per process).
-        catalog = EngineBlock.from_settings(settings).get_catalog()
-        services["model-updates"] = UpdatePoller(catalog, settings.models.update_poll_s)
+    services.update(model_update_services(settings))
     dispatch = runner if orchestration.dispatch == "local" else EventDispatch()
     services["watcher"] = build_watcher(settings, dispatch.track)
     return services
