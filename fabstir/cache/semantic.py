@@ -27,13 +27,18 @@ TABLE_NAME = "semantic_cache"
 # Neighbours checked per semantic lookup: when the nearest fails the near-miss guard, the next
 # one may still be a true paraphrase.
 _CANDIDATES = 4
+# Nearest entries read from every scope; the lookup's scope is picked out of them here. Searching
+# with the scope as a prefilter checks each compared code against the scope's row mask: 9.7 ms
+# instead of 1.3 for the same 165K comparisons at 1M entries. Only when all of these are close
+# enough to hit and too few are in scope does the lookup search again, scoped.
+_NEAREST = 8
 # Each store adds a fragment; scans slow down as fragments pile up (300 of them: 40 ms a lookup
 # instead of 9), so the writer compacts the table every this many stores.
 _COMPACT_EVERY = 64
 # IVF_PQ search: partitions probed, and candidates re-scored with exact distances so that the
 # threshold is applied to true cosine similarities, not PQ approximations.
 _NPROBES = 20
-_REFINE_FACTOR = 10
+_RESCORED = 40
 # Hits are noted in memory and written to the table in batches (an update per hit took 5 ms on a
 # 10K-entry table). Eviction writes the pending uses first; a crash loses at most this many uses'
 # recency, never an entry.
@@ -305,23 +310,35 @@ class SemanticCache:
             return None
         return _hit(rows[0], similarity=1.0, kind="exact")
 
+    def _nearest(self, vector: Any, limit: int, where: str | None = None) -> list[dict[str, Any]]:
+        """The ``limit`` entries nearest ``vector`` (of those matching ``where``), nearest first."""
+        query = (
+            self._table.search(vector, vector_column_name="vector")
+            .distance_type("cosine")
+            .nprobes(_NPROBES)
+            .refine_factor(_RESCORED // limit)
+        )
+        if where is not None:
+            query = query.where(where, prefilter=True)
+        columns = ["prompt", "answer_text", "completion_tokens", "created_at", "_distance"]
+        return query.select([*columns, "model_id", "params_key"]).limit(limit).to_list()
+
     def _lookup_semantic(
         self, model_id: str, prompt: str, params_key: str, made_after: float
     ) -> CacheHit | None:
         vector = self.embedder.embed([prompt])[0]
-        scope = f"model_id = {sql_string(model_id)} AND params_key = {sql_string(params_key)}"
-        rows = (
-            self._table.search(vector)
-            .distance_type("cosine")
-            .nprobes(_NPROBES)
-            .refine_factor(_REFINE_FACTOR)
-            .where(scope, prefilter=True)
-            .select(["prompt", "answer_text", "completion_tokens", "created_at", "_distance"])
-            .limit(_CANDIDATES)
-            .to_list()
-        )
+        nearest = self._nearest(vector, _NEAREST)
+        rows = [
+            row
+            for row in nearest
+            if row["model_id"] == model_id and row["params_key"] == params_key
+        ][:_CANDIDATES]
+        crowded = len(nearest) == _NEAREST and _similarity(nearest[-1]) >= self.similarity_threshold
+        if crowded and len(rows) < _CANDIDATES:
+            scope = f"model_id = {sql_string(model_id)} AND params_key = {sql_string(params_key)}"
+            rows = self._nearest(vector, _CANDIDATES, where=scope)
         for row in rows:
-            similarity = 1.0 - float(row["_distance"])
+            similarity = _similarity(row)
             if similarity < self.similarity_threshold:
                 break
             if row["created_at"] < made_after:  # expired, not yet evicted
@@ -331,6 +348,10 @@ class SemanticCache:
                 return _hit(row, similarity=similarity, kind="semantic")
             log.debug("semantic candidate refused", extra={"reason": reason})
         return None
+
+
+def _similarity(row: dict[str, Any]) -> float:
+    return 1.0 - float(row["_distance"])
 
 
 def _hit(row: dict[str, Any], *, similarity: float, kind: Literal["exact", "semantic"]) -> CacheHit:

@@ -79,6 +79,23 @@ def test_scopes_hold_separate_answers(cache: SemanticCache) -> None:
     assert cache.lookup("model-b", "Say hi", PARAMS).answer_text == "hi from b"  # type: ignore[union-attr]
 
 
+def test_a_scope_crowded_out_of_the_nearest_entries_still_hits(
+    cache: SemanticCache, fake_embedder: Any
+) -> None:
+    # Other models hold the very prompt (similarity 1.0), so the nearest entries of the first,
+    # unscoped search are all theirs; the lookup must search its own scope again.
+    query, paraphrase = "please compute 15 percent of 90 now", "compute 15 percent of 90"
+    vectors = fake_embedder.embed([query, paraphrase])
+    assert 0.8 <= vectors[0] @ vectors[1] < 0.99
+    for n in range(12):
+        _store(cache, query, f"answer of model {n}", model_id=f"model-{n}")
+    _store(cache, paraphrase, "13.5")
+    hit = cache.lookup(MODEL, query, PARAMS)
+    assert hit is not None
+    assert (hit.kind, hit.cached_prompt, hit.answer_text) == ("semantic", paraphrase, "13.5")
+    assert cache.lookup("model-99", query, PARAMS) is None
+
+
 def test_number_near_miss_is_refused(cache: SemanticCache, fake_embedder: Any) -> None:
     _store(cache, "please compute 15 percent of 80 now", "12")
     assert cache.lookup(MODEL, "please compute 15 percent of 90 now", PARAMS) is None
