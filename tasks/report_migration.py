@@ -11,10 +11,17 @@ from fabstir.storage import MigrationCounts, check_migrated
 def report_migration(counts: list[MigrationCounts]) -> None:
     create_table_artifact(
         [
-            {"part": c.part, "copied": c.copied, "skipped": c.skipped, "failed": c.failed}
+            {
+                "part": c.part,
+                "copied": c.copied,
+                "skipped": c.skipped,
+                "failed": c.failed,
+                "abandoned_removed": c.abandoned_removed,
+            }
             for c in counts
         ],
         key="migration-counts",
-        description="Objects copied, skipped (already verified at the target) and failed per part.",
+        description="Objects copied, skipped (already verified at the target) and failed per "
+        "part, and partial writes of killed runs removed from the target.",
     )
     check_migrated(counts)

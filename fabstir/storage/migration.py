@@ -23,6 +23,8 @@ from fabstir.storage.store import ObjectStore
 _CONTENT_NAME = re.compile(r"^1220([0-9a-f]{64})$")
 # Read size while copying and hashing: large enough that S3 reads are few, small enough to hold.
 CHUNK_BYTES = 8 * 1024 * 1024
+# A partial write at the target older than this was left by a killed run, not one in progress.
+ABANDONED_AFTER_S = 3600.0
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,7 @@ class MigrationCounts:
     skipped: int
     failed: int
     failed_keys: tuple[str, ...] = ()
+    abandoned_removed: int = 0  # partial writes of killed runs, removed from the target
 
 
 def copy_objects(
@@ -84,15 +87,19 @@ def copy_objects(
     part: str = "objects",
     on_object: Callable[[str, Outcome], None] | None = None,
     chunk_bytes: int = CHUNK_BYTES,
+    abandoned_after_s: float = ABANDONED_AFTER_S,
 ) -> MigrationCounts:
     """Copy every object of ``source`` that ``target`` lacks or holds with other bytes.
 
     A copy counts only after it is read back from ``target`` with the source's SHA-256; one
     that is not is reported as failed (and left for the next run to replace), not raised. An
     object named by its content address whose bytes do not match it is not written at all.
+    Partial writes a killed run left at the target, begun over ``abandoned_after_s`` ago, are
+    removed first.
     """
     if chunk_bytes < 1:
         raise ValueError(f"chunk_bytes must be at least 1, got {chunk_bytes}")
+    abandoned = target.remove_abandoned_writes(abandoned_after_s)
     counts: dict[Outcome, int] = {"copied": 0, "skipped": 0, "failed": 0}
     failed: list[str] = []
     for key in source.list():
@@ -102,8 +109,10 @@ def copy_objects(
             failed.append(key)
         if on_object is not None:
             on_object(key, outcome)
-    log.info("migration part done", extra={"part": part, **counts})
-    return MigrationCounts(part=part, failed_keys=tuple(failed), **counts)
+    log.info("migration part done", extra={"part": part, "abandoned": abandoned, **counts})
+    return MigrationCounts(
+        part=part, failed_keys=tuple(failed), abandoned_removed=abandoned, **counts
+    )
 
 
 def check_migrated(counts: list[MigrationCounts]) -> None:

@@ -183,6 +183,44 @@ class ObjectStore:
         keys = (path[len(base) :] for path in paths if path.startswith(base))
         return sorted(key for key in keys if _TEMPORARY_MARKER not in key.rsplit("/", 1)[-1])
 
+    def remove_abandoned_writes(self, older_than_s: float) -> int:
+        """Remove what writers killed mid-object left behind, begun over ``older_than_s`` ago:
+        local temporary files and S3 multipart uploads never completed. Return how many.
+
+        Readers never see these, but they hold disk or (on S3, billed) storage until removed. A
+        younger one may belong to a write still in progress, so it is left alone.
+        """
+        if not older_than_s >= 0:  # also refuses NaN
+            raise ValueError(f"older_than_s must be at least 0, got {older_than_s}")
+        cutoff = time.time() - older_than_s
+        if self._local:
+            stale = [
+                path
+                for path in self._retrying("", lambda: self._fs.find(self._base_path))
+                if _TEMPORARY_MARKER in path.rsplit("/", 1)[-1]
+                and self._fs.info(path)["mtime"] < cutoff
+            ]
+            for path in stale:
+                with suppress(FileNotFoundError):  # its writer finished or removed it meanwhile
+                    self._fs.rm_file(path)
+            return len(stale)
+        if "s3" not in self._fs.protocol:
+            return 0  # memory:// writes end with their process
+        bucket, _, prefix = self._base_path.partition("/")
+        uploads = self._retrying("", lambda: self._fs.list_multipart_uploads(bucket))
+        stale_uploads = [
+            upload
+            for upload in uploads
+            if upload["Key"].startswith(f"{prefix}/" if prefix else "")
+            and upload["Initiated"].timestamp() < cutoff
+        ]
+        for upload in stale_uploads:
+            self._retrying(
+                upload["Key"],
+                lambda upload=upload: self._fs.abort_mpu(bucket, upload["Key"], upload["UploadId"]),
+            )
+        return len(stale_uploads)
+
     def _write(self, path: str, data: bytes) -> None:
         if self._local:
             self._write_local(path, (data,))

@@ -160,3 +160,63 @@ def test_a_chunk_size_below_one_byte_is_refused(tmp_path: Path, chunk_bytes: int
     with pytest.raises(ValueError, match="chunk_bytes"):
         list(source.get_chunks("k", chunk_bytes))
     assert target.list() == []
+
+
+# A writer killed mid-object (SIGKILL: no cleanup). Its chunks pass s3fs's 50 MiB block, so the
+# S3 multipart upload has begun; on a local store its temporary file exists.
+KILLED_WRITER = """
+import json, os, signal, sys
+from fabstir.settings import StorageSettings
+from fabstir.storage import open_store
+target = open_store(StorageSettings(**json.loads(sys.argv[1])))
+def chunks():
+    for _ in range(6):
+        yield b"x" * (10 * 1024 * 1024)
+    os.kill(os.getpid(), signal.SIGKILL)
+target.put_chunks("models/big.gguf", chunks())
+"""
+
+
+def test_a_migration_removes_what_a_killed_writer_left_at_the_target(
+    make_store: StoreFactory, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    target = make_store("target")
+    settings = {"url": target.base_url}
+    if target.base_url.startswith("s3://"):
+        server = request.getfixturevalue("s3_server")
+        settings |= {
+            "s3_endpoint_url": server.endpoint_url,
+            "s3_access_key_id": server.key,
+            "s3_secret_access_key": server.secret,
+        }
+    child = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITER, json.dumps(settings)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert target.list() == []
+    if target.base_url.startswith("file://"):
+        # Too young to tell from a write in progress: left alone. (moto dates every multipart
+        # upload 2010-11-10, so on S3 the age check cannot be seen here.)
+        assert target.remove_abandoned_writes(older_than_s=3600) == 0
+
+    source = ObjectStore(f"file://{tmp_path / 'source'}")
+    source.put("jobs/1.json", b"{}")
+    counts = copy_objects(source, target, abandoned_after_s=0)
+
+    assert (counts.copied, counts.abandoned_removed) == (1, 1)
+    assert target.remove_abandoned_writes(older_than_s=0) == 0
+    assert target.list() == ["jobs/1.json"]
+    if target.base_url.startswith("file://"):
+        left = [p.name for p in Path(target.base_url[len("file://") :]).rglob("*") if p.is_file()]
+        assert left == ["1.json"]
+
+
+@pytest.mark.parametrize("older_than_s", [-1.0, float("nan")])
+def test_a_negative_abandoned_age_is_refused(tmp_path: Path, older_than_s: float) -> None:
+    with pytest.raises(ValueError, match="older_than_s"):
+        ObjectStore(f"file://{tmp_path}").remove_abandoned_writes(older_than_s)
