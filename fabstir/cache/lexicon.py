@@ -116,6 +116,12 @@ class WordNet:
         parts = {part for part, _ in self.senses(word)}
         return bool(parts) and parts <= {"a", "r"}
 
+    def mostly_modifier(self, word: str) -> bool:
+        """Say whether most senses of ``word`` are adjective or adverb ones ("great", "ok")."""
+        parts = [part for part, _ in self.senses(word)]
+        modifiers = sum(part in {"a", "r"} for part in parts)
+        return modifiers > len(parts) - modifiers
+
     def synonyms(self, a: str, b: str) -> bool:
         """Say whether ``a`` and ``b`` share a sense or one's sense points to the other's."""
         return bool(self._meanings(a) & self.senses(b) or self._meanings(b) & self.senses(a))

