@@ -6,10 +6,11 @@ job is picked up, on a fresh devnet and a standalone Prefect server (SQLite).
 For the same prompts, the core calls made directly (baseline: the seven steps, then the job's
 quality row, which the flow also writes) and the same job run as a deployment run in this
 process, the way `fabstir-node run` runs it (candidate: run created from the deployment, eight
-tasks, runner heartbeats, progress and summary artifacts). ``pickup_s``: from the
-renter's postJob transaction being mined to the host's claim being on chain, with the watcher
-polling at its default interval (FABSTIR_CHAIN__WATCH_POLL_S). All figures are medians. With
---json the last line is one JSON object with keys direct_ms, flow_ms, overhead_ms, pickup_s.
+tasks, runner heartbeats, progress and summary artifacts, on the runner's job thread, against a
+server started with the node's settings). ``pickup_s``: from the renter's postJob transaction
+being mined to the host's claim being on chain, with the watcher polling at its default
+interval (FABSTIR_CHAIN__WATCH_POLL_S). All figures are medians. With --json the last line is
+one JSON object with keys direct_ms, flow_ms, overhead_ms, pickup_s.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ def main() -> None:
     os.environ.setdefault("FABSTIR_PROVER__WORK_DIR", str(Path(".fabstir/proofs").resolve()))
 
     from fabstir.chain import ChainClient, Devnet, Offer
+    from fabstir.commands.run import SERVER_BATCHING
     from fabstir.service import ProcessService
     from fabstir.settings import ANVIL_KEYS, load_settings
     from fabstir.storage import ObjectStore, put_content
@@ -109,6 +111,7 @@ def main() -> None:
         ],
         log_path=workdir / "server.log",
         ready_url=f"http://127.0.0.1:{port}/api/health",
+        env={**SERVER_BATCHING, **os.environ},  # as `fabstir-node run` starts its server
     )
     server.start()
     try:
@@ -146,7 +149,8 @@ def main() -> None:
 
             def via_flow(job_id: int) -> float:
                 start = time.perf_counter()
-                runner._run_job(job_id)  # what the runner's thread does for each job
+                # What the runner does for each job the watcher hands it, on its job thread.
+                runner._executor.submit(runner._run_job, job_id).result()
                 return (time.perf_counter() - start) * 1000
 
             direct_ms: list[float] = []

@@ -15,9 +15,12 @@ from tasks.settle import settle
 from tasks.store_result import store_result
 
 
+# Results are not persisted: every step checks chain and storage state itself (Prefect records
+# a step only after its side effect). Saying so spares the engine a server lookup per run.
 @flow(
     name="inference-job",
     flow_run_name="job-{job_id}",
+    persist_result=False,
     on_failure=[emit_job_failed],
     on_crashed=[emit_job_failed],
 )

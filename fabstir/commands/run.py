@@ -68,6 +68,17 @@ class _Once:
         self._stopped.set()
 
 
+# The server writes each step's state changes to SQLite as they arrive: one transaction per task
+# run event by default, ~27 a job, each contending for the database with the run's own API calls
+# and for the CPU with the job. In batches (at most 1 s late in the UI; automations act on the
+# events as they arrive, not on these rows) a job costs one or two writes.
+SERVER_BATCHING = {
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "100",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE": "200",
+}
+
+
 def prefect_environment(settings: Settings) -> dict[str, str]:
     """Prefect settings every process of this node gets (the operator's own values win)."""
     orchestration = settings.orchestration
@@ -78,6 +89,7 @@ def prefect_environment(settings: Settings) -> dict[str, str]:
         "PREFECT_LOGGING_EXTRA_LOGGERS": "fabstir,web3,llama_cpp",
         "PREFECT_WORKER_QUERY_SECONDS": str(orchestration.poll_s),
         "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(orchestration.heartbeat_s),
+        **SERVER_BATCHING,
         **{k: v for k, v in os.environ.items() if k.startswith("PREFECT_")},
     }
 

@@ -13,6 +13,7 @@ from deployments.bootstrap import (
     load_automation,
     pools_of,
 )
+from fabstir.commands.run import SERVER_BATCHING, prefect_environment
 from fabstir.errors import ConfigError
 from fabstir.reconcile import jobs_to_start
 from fabstir.settings import load_settings
@@ -98,3 +99,21 @@ def test_reconcile_starts_jobs_without_a_live_or_completed_run_up_to_a_limit() -
         5: [],
     }
     assert jobs_to_start([1, 2, 3, 4, 5, 6], runs, max_runs=3) == [3, 5, 6]
+
+
+def test_the_node_server_records_steps_in_batches_unless_the_operator_says_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from prefect.settings import Settings as PrefectSettings
+
+    monkeypatch.setenv("PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE", "7")
+    env = prefect_environment(load_settings())
+    assert env["PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE"] == "7"
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    services = PrefectSettings().server.services  # the names are Prefect's own
+    assert services.task_run_recorder.batch_size == int(
+        SERVER_BATCHING["PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE"]
+    )
+    assert services.task_run_recorder.flush_interval == 1
+    assert services.event_persister.batch_size == 7
