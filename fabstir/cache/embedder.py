@@ -17,6 +17,11 @@ log = logging.getLogger(__name__)
 # all-MiniLM-L6-v2 was trained on 256-token inputs (sentence-transformers' max_seq_length);
 # longer prompts are truncated, as the reference model does.
 MAX_TOKENS = 256
+# One thread: a lookup's embedding is a few milliseconds of work, and two threads meet at a
+# barrier after every op. When the other core is busy (inference always is, on a working node)
+# the barrier waits for a time slice: p99 338 ms and stalls past 1 s with two threads, 9.6 ms with
+# one, for p50 1.8 ms against 2.8 (300 dev prompts, interleaved, 2 cores at load 2.5).
+EMBED_THREADS = 1
 
 
 class Embedder:
@@ -25,7 +30,7 @@ class Embedder:
     Calls are serialised: a llama.cpp context is not safe to use from two threads at once.
     """
 
-    def __init__(self, model_path: Path, n_threads: int = 2) -> None:
+    def __init__(self, model_path: Path, n_threads: int = EMBED_THREADS) -> None:
         """Load the GGUF once.
 
         Raises:
