@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from fabstir.chain import ETH, ChainClient, Eligibility, JobEvent, JobEventKind, model_id_of
 from fabstir.domain import ZERO_ADDRESS, Job, JobState
 from fabstir.errors import JobRejected, ObjectMissing
+from fabstir.pipeline.claim import read_prompt
 from fabstir.settings import HostSettings
 from fabstir.storage import ObjectStore
 
@@ -64,11 +65,26 @@ def _is_final_for(job: Job, host: str, now: int) -> bool:
     return job.deadline < now
 
 
+def _awaits_its_renter(store: ObjectStore, job: Job, eligibility: Eligibility) -> bool:
+    """A direct job the API claimed when its renter authenticated and whose request (with the
+    prompt) has not come yet: a run now could only fail for want of the prompt. Once the prompt
+    is stored (by content: another job's request with the same prompt stores it too), an
+    unsettled job is run again like any other (a crash mid-answer)."""
+    if eligibility.direct_prompt_uri is None or job.prompt_uri != eligibility.direct_prompt_uri:
+        return False
+    try:
+        read_prompt(store, job)
+    except ObjectMissing:
+        return True
+    return False
+
+
 def open_jobs(chain: ChainClient, store: ObjectStore, eligibility: Eligibility) -> list[int]:
     """Return posted jobs this host would take and jobs it claimed but has not settled.
 
     With ``eligibility.direct_prompt_uri`` set, this host's posted direct jobs are left to the
-    renter API, which claims them when their renter connects.
+    renter API, which claims them when their renter connects, and so are those it claimed whose
+    renter has not sent the prompt yet.
 
     Advances the low-water mark past the leading jobs that are final for this host.
     """
@@ -91,6 +107,8 @@ def open_jobs(chain: ChainClient, store: ObjectStore, eligibility: Eligibility) 
             reason = None
             if job.state is JobState.POSTED:
                 reason = eligibility.skip_reason(_as_posted_event(job), gas_price_wei)
+            elif _awaits_its_renter(store, job, eligibility):
+                reason = "direct job claimed at its renter's handshake; the API runs it"
             if reason is None:
                 found.append(job_id)
             else:

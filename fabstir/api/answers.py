@@ -1,8 +1,11 @@
 """Answer a renter's request by running its job: checks, the job's flow, and OpenAI's wire format.
 
-The request must match the job on chain (its renter, model, prompt hash and token budget). The
-prompt document is stored where the claim step finds it, the job's flow starts, and the first
-event is awaited before anything is sent, so a failure at start is an ordinary JSON error.
+The request must match the job on chain (its renter, model, prompt hash and token budget); a
+renter's first request is checked against the record read when the job was claimed at its
+handshake, so its answer starts generating without a chain read, and the flow's claim step
+confirms the job's state before any token is sent. The prompt document is stored where the claim
+step finds it, the job's flow starts, and the first event is awaited before anything is sent, so
+a failure at start is an ordinary JSON error.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from anyio import to_thread
 from starlette.concurrency import run_in_threadpool
 
 from fabstir.api.auth import Grant
@@ -41,7 +43,9 @@ async def check_job(ctx: ApiContext, grant: Grant, model: str) -> Job:
             another host (``not_our_job``), another model (``model_mismatch``) or one this host
             does not serve (``model_not_served``).
     """
-    job = await run_in_threadpool(ctx.services.chain.get_job, grant.job_id)
+    job = ctx.claims.take(grant.job_id)
+    if job is None:
+        job = await run_in_threadpool(ctx.services.chain.get_job, grant.job_id)
     if job.state is JobState.SETTLED:
         raise JobRejected("the job is already settled", code="job_settled", job_id=job.job_id)
     if job.state in (JobState.REFUNDED, JobState.CANCELLED):
@@ -103,17 +107,16 @@ async def start_answer(
     multi_turn: bool = False,
     allow_reuse: bool = False,
 ) -> Answer:
-    """Store the prompt, start the job's flow with a stream to it and, alongside the claim,
-    the first answer's generation (which the infer step continues), and wait for its first event.
+    """Start the first answer's generation (which the infer step continues), store the prompt,
+    start the job's flow with a stream to it, and wait for its first event.
 
     Raises:
         LimitExceeded: every stream slot is taken (``too_many_streams``).
-        JobRejected: a renter is already connected to the job (``job_busy``), or the flow
-            refused it (e.g. ``context_overflow``).
+        JobRejected: a renter is already connected to the job (``job_busy``), the flow found it
+            settled (``job_settled``) or refused it (e.g. ``context_overflow``).
         TransientError: no first event within the timeout (``stream_timeout``).
     """
     started = time.perf_counter()
-    await run_in_threadpool(put_content, ctx.services.store, document, "prompts")
     ctx.slots.acquire()
     try:
         stream = ctx.services.streams.open(
@@ -123,12 +126,16 @@ async def start_answer(
         ctx.slots.release()
         raise
     ctx.metrics.streams.inc()
-    ctx.metrics.job_started()
-    future = ctx.services.run_job(job.job_id)
-    future.add_done_callback(lambda done: _job_ended(ctx, stream, done))
     answer = Answer(stream, TurnEnded(_EMPTY, "stop"), started)
     try:
-        await run_in_threadpool(_prestart, ctx, job, document, params, stream)
+        try:
+            await run_in_threadpool(_begin, ctx, job, document, params, stream)
+            future = ctx.services.run_job(job.job_id)
+        except BaseException:
+            ctx.services.streams.release(stream)  # no flow runs to release it
+            raise
+        ctx.metrics.job_started()
+        future.add_done_callback(lambda done: _job_ended(ctx, stream, done))
         answer.first = await next_event(answer, ctx.settings.first_token_timeout_s)
         if isinstance(answer.first, StreamFailed):
             raise _as_fabstir(answer.first.error)
@@ -141,11 +148,19 @@ async def start_answer(
 _EMPTY = InferenceResult(text="", prompt_tokens=0, completion_tokens=0, cache_hit=False)
 
 
+def _begin(
+    ctx: ApiContext, job: Job, document: bytes, params: SamplingParams, stream: JobStream
+) -> None:
+    """Start generating the first answer, then store the prompt where the claim step reads it:
+    the prompt is evaluated while the flow's first steps run (its tokens reach the renter only
+    through the infer step)."""
+    _prestart(ctx, job, document, params, stream)
+    put_content(ctx.services.store, document, "prompts")
+
+
 def _prestart(
     ctx: ApiContext, job: Job, document: bytes, params: SamplingParams, stream: JobStream
 ) -> None:
-    """Start generating the first answer while the flow claims the job, so the prompt is
-    evaluated during the claim (its tokens reach the renter only through the infer step)."""
     catalog = ctx.services.catalog
     try:
         model = catalog.fetch(catalog.resolve(job.model_id))
@@ -165,15 +180,15 @@ def _job_ended(ctx: ApiContext, stream: JobStream, done: Future[Receipt]) -> Non
     if error is not None:
         log.warning("job flow failed: %s", error, extra={"job_id": stream.job_id})
         stream.fail(error)
+    elif not stream.answered:
+        # The claim step found the job settled (by an earlier request) and the flow ended there.
+        stream.fail(JobRejected("the job is already settled", code="job_settled"))
     ctx.services.streams.release(stream)
     ctx.metrics.job_ended(None if error is not None else done.result())
 
 
 async def next_event(answer: Answer, timeout_s: float) -> StreamEvent:
-    # A waiting event is taken here; only an empty stream costs a hop to a worker thread.
-    event = answer.stream.ready_event()
-    if event is None:
-        event = await to_thread.run_sync(answer.stream.next_event, timeout_s)
+    event = await answer.stream.next_event(timeout_s)
     if isinstance(event, TokenPiece) and event.tokens and answer.first_token_at is None:
         answer.first_token_at = time.perf_counter()
     return event
@@ -230,6 +245,11 @@ class ChunkFormat:
         prefix = "chatcmpl-" if kind == "chat" else "cmpl-"
         self.id = prefix + uuid.uuid4().hex
         self.created = int(time.time())
+        # A token's frame differs from the others only in its text: encode the rest once (the
+        # stream's per-token cost shares 2 cores with the decode). The marker splits the frame
+        # exactly where its text goes.
+        marker = "\x00"
+        self._text_frame = self._delta(marker).split(json.dumps(marker).encode())
 
     def frame(self, choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> bytes:
         chunk: dict[str, Any] = {
@@ -245,6 +265,14 @@ class ChunkFormat:
         return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
 
     def delta(
+        self, text: str | None, finish_reason: str | None = None, *, role: bool = False
+    ) -> bytes:
+        if text is not None and finish_reason is None and not role:
+            head, tail = self._text_frame
+            return head + json.dumps(text).encode() + tail
+        return self._delta(text, finish_reason, role=role)
+
+    def _delta(
         self, text: str | None, finish_reason: str | None = None, *, role: bool = False
     ) -> bytes:
         if self.kind == "text":

@@ -68,8 +68,9 @@ class AccessControl:
         if journal is not None:
             self._load_journal(journal)
 
-    def grant(self, request: AuthRequest, job: Job) -> tuple[str, Grant]:
-        """Return a new token for ``job`` if ``request`` is its renter's valid, unused signature.
+    def verify(self, request: AuthRequest, job: Job) -> str:
+        """Return the signer if ``request`` is ``job``'s renter's valid signature with an unused
+        nonce, spending nothing (so the job can be claimed before a token is granted).
 
         Raises:
             AccessDenied: expired or malformed signature (``auth_expired``,
@@ -107,10 +108,19 @@ class AccessControl:
         if job.state in (JobState.REFUNDED, JobState.CANCELLED):
             raise JobRejected(f"the job was {job.state.name.lower()}", code="job_closed")
         with self._lock:
-            self._forget_expired(now)
-            key = f"{signer.lower()}:{request.nonce.lower()}"
-            if key in self._nonces:
-                raise JobRejected("this nonce was used before", code="nonce_reused")
+            self._check_nonce(_nonce_key(signer, request))
+        return signer
+
+    def grant(self, request: AuthRequest, job: Job) -> tuple[str, Grant]:
+        """Return a new token for ``job`` if ``request`` is its renter's valid, unused signature.
+
+        Raises:
+            AccessDenied, JobRejected: as :meth:`verify`.
+        """
+        key = _nonce_key(self.verify(request, job), request)
+        with self._lock:
+            self._forget_expired(int(self._clock()))
+            self._check_nonce(key)  # again: a twin request may have spent it meanwhile
             token = TOKEN_PREFIX + secrets.token_urlsafe(32)
             grant = Grant(job.job_id, job.renter, request.expires_at)
             # Journal first: a nonce is spent only once it would survive a restart.
@@ -119,6 +129,10 @@ class AccessControl:
             self._nonces[key] = request.expires_at
             self._grants[_digest(token)] = grant
         return token, grant
+
+    def _check_nonce(self, key: str) -> None:
+        if key in self._nonces:
+            raise JobRejected("this nonce was used before", code="nonce_reused")
 
     def check(self, token: str) -> Grant:
         """Return the grant of a bearer token.
@@ -185,6 +199,10 @@ class AccessControl:
             os.fsync(out.fileno())
         partial.replace(journal)
         self._journal_lines = len(entries)
+
+
+def _nonce_key(signer: str, request: AuthRequest) -> str:
+    return f"{signer.lower()}:{request.nonce.lower()}"
 
 
 def _digest(token: str) -> str:

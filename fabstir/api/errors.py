@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 STATUS_BY_CODE = {
     "not_job_renter": 403,
     "not_our_job": 403,
+    "claimed_by_other": 403,
     "token_for_other_job": 403,
     "proof_not_ready": 404,
     "unknown_job": 404,
@@ -41,9 +42,11 @@ STATUS_BY_CODE = {
     "method_not_allowed": 405,
     "job_settled": 409,
     "job_closed": 409,
+    "job_expired": 409,
     "job_busy": 409,
     "nonce_reused": 409,
     "body_too_large": 413,
+    "no_capacity": 503,
     "too_many_streams": 503,
     "stream_timeout": 504,
 }

@@ -6,15 +6,18 @@ turns and publishes each generated piece to it as it is produced, then the rest 
 (store, prove, settle) finishes after the renter has the answer. A renter who leaves cancels the
 stream, and the infer step stops before the next token.
 
-The API may start generating the first turn while the flow claims the job
-(:meth:`JobStream.prestart`): the prompt is evaluated during the claim, yet no token reaches the
-renter before the claim is mined, because only the infer step publishes.
+The API starts generating the first turn as soon as the request is checked
+(:meth:`JobStream.prestart`): the prompt is evaluated while the flow's first steps run (the job
+was claimed when its renter authenticated, so its claim step only confirms that), yet no token
+reaches the renter before them, because only the infer step publishes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -58,7 +61,8 @@ class JobStream:
 
     An HTTP request is one turn; a WebSocket session submits more until it ends. Producer calls
     (``turns``, ``publish``, ``end_turn``) come from the flow's thread, consumer calls from the
-    API's.
+    API's event loop, which a new event wakes directly (no worker thread between them: a hop
+    per token costs the decode on 2 cores).
     """
 
     def __init__(self, job_id: int, first: Turn, *, multi_turn: bool = False) -> None:
@@ -67,11 +71,13 @@ class JobStream:
         self._turns.put(first)
         if not multi_turn:
             self._turns.put(None)
-        self._events: queue.Queue[StreamEvent] = queue.Queue()
+        self._events: deque[StreamEvent] = deque()
+        self._waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
         self._cancelled = threading.Event()
         self._closed = threading.Event()
         self._prestarted: tuple[Turn, Generation] | None = None
         self._prestart_taken = False
+        self._answered = False
         self._held: StreamEvent | None = None
         self._lock = threading.Lock()
 
@@ -80,7 +86,13 @@ class JobStream:
     def turns(self) -> Iterator[Turn]:
         """Yield each turn to answer, waiting for the next until the renter ends the session."""
         while (turn := self._turns.get()) is not None:
+            self._answered = True
             yield turn
+
+    @property
+    def answered(self) -> bool:
+        """Whether the infer step took a turn (a flow that found the job settled takes none)."""
+        return self._answered
 
     def take_prestarted(self) -> tuple[Turn, Generation] | None:
         """Return the generation the API started for the first turn, and what it answers; the
@@ -94,16 +106,24 @@ class JobStream:
         """Send a piece to the renter; return False once the renter cancelled the turn."""
         if self._cancelled.is_set():
             return False
-        self._events.put(piece)
+        self._put(piece)
         return True
 
     def end_turn(self, result: InferenceResult, finish_reason: str) -> None:
-        self._events.put(TurnEnded(result, finish_reason))
+        self._put(TurnEnded(result, finish_reason))
 
     def fail(self, error: BaseException) -> None:
         """Report a failure of the job's flow to the renter and end the session."""
-        self._events.put(StreamFailed(error))
+        self._put(StreamFailed(error))
         self.close()
+
+    def _put(self, event: StreamEvent) -> None:
+        with self._lock:
+            self._events.append(event)
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            loop, woken = waiter
+            loop.call_soon_threadsafe(_wake, woken)
 
     # Consumer side: the API.
 
@@ -133,24 +153,37 @@ class JobStream:
         self._cancelled.clear()
         self._turns.put(turn)
 
-    def next_event(self, timeout_s: float) -> StreamEvent:
+    async def next_event(self, timeout_s: float) -> StreamEvent:
         """Wait for the next event of the current turn (see :meth:`ready_event`).
 
         Raises:
             TransientError: nothing came within ``timeout_s`` (``code="stream_timeout"``).
         """
         event = self.ready_event()
-        if event is not None:
-            return event
-        try:
-            return self._merged(self._events.get(timeout=timeout_s))
-        except queue.Empty:
-            raise TransientError(
-                "no token from the job within the timeout",
-                code="stream_timeout",
-                job_id=self.job_id,
-                timeout_s=timeout_s,
-            ) from None
+        while event is None:
+            loop = asyncio.get_running_loop()
+            woken = loop.create_future()
+            with self._lock:
+                if self._events:
+                    woken.set_result(None)
+                else:
+                    self._waiter = (loop, woken)
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await woken
+            except TimeoutError:
+                raise TransientError(
+                    "no token from the job within the timeout",
+                    code="stream_timeout",
+                    job_id=self.job_id,
+                    timeout_s=timeout_s,
+                ) from None
+            finally:
+                with self._lock:
+                    if self._waiter is not None and self._waiter[1] is woken:
+                        self._waiter = None
+            event = self.ready_event()
+        return event
 
     def ready_event(self) -> StreamEvent | None:
         """The next event if one is waiting, else None, without blocking.
@@ -159,22 +192,16 @@ class JobStream:
         gets fewer, larger chunks, and the API spends less per token while the model decodes.
         """
         event, self._held = self._held, None
+        events = self._events
         if event is None:
-            try:
-                event = self._events.get_nowait()
-            except queue.Empty:
+            if not events:
                 return None
-        return self._merged(event)
-
-    def _merged(self, event: StreamEvent) -> StreamEvent:
+            event = events.popleft()
         if not isinstance(event, TokenPiece):
             return event
         text, tokens = [event.text], event.tokens
-        while True:
-            try:
-                following = self._events.get_nowait()
-            except queue.Empty:
-                break
+        while events:
+            following = events.popleft()
             if not isinstance(following, TokenPiece):
                 self._held = following
                 break
@@ -194,6 +221,11 @@ class JobStream:
         prestarted = self.take_prestarted()
         if prestarted is not None:
             prestarted[1].cancel()
+
+
+def _wake(woken: asyncio.Future[None]) -> None:
+    if not woken.done():  # a consumer that timed out has left
+        woken.set_result(None)
 
 
 class JobStreams:

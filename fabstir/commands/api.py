@@ -6,6 +6,7 @@ import argparse
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fabstir.service import Service, ServiceGroup
@@ -34,6 +35,7 @@ def build_api(settings: Settings, run_job: JobRunner | None = None) -> ApiServer
     from blocks._clients import client_once
     from fabstir.api import ApiServer, ApiServices, create_app
     from fabstir.cache import Embedder
+    from fabstir.monitoring import CapacityGuard
 
     engine = EngineBlock.from_settings(settings)
     catalog, engines = engine.get_catalog(), engine.get_client()
@@ -58,7 +60,9 @@ def build_api(settings: Settings, run_job: JobRunner | None = None) -> ApiServer
         run_job=run_job,
         proofs_dir=settings.prover.work_dir,
         host_private_key=settings.chain.host_private_key.get_secret_value(),
+        price_per_token_wei=settings.host.price_per_token_wei,
         access_journal=settings.home / "api" / "access.jsonl",
+        capacity=CapacityGuard(settings.monitoring, Path(str(settings.models.dir))),
         # The cache's own embedder (same client key), loaded once per process.
         embedder=client_once("embedder", str(embedding_path), lambda: Embedder(embedding_path))
         if embedding_path is not None and embedding_path.exists()

@@ -1,10 +1,15 @@
-"""The claim step: check that a job is payable and servable, read its prompt, claim it."""
+"""The claim step: check that a job is payable and servable, read its prompt, claim it.
+
+A direct job is claimed earlier, when its renter authenticates to the API
+(:func:`claim_for_renter`), before the prompt exists here; its flow's claim step then finds the
+job already ours and only reads the prompt.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from fabstir.domain import ZERO_ADDRESS, ClaimedJob, Job, JobState
 from fabstir.errors import JobRejected, ObjectMissing
@@ -16,6 +21,14 @@ if TYPE_CHECKING:
     from fabstir.monitoring import CapacityGuard
 
 log = logging.getLogger(__name__)
+
+
+class Headroom(Protocol):
+    """What a host checks before it takes on a new job (the machine's memory; the API also
+    counts the jobs it holds for renters)."""
+
+    def check(self, job_id: int) -> None:
+        """Raise ``JobRejected(code="no_capacity")`` when no new job should be claimed."""
 
 
 def claim_job(
@@ -43,16 +56,7 @@ def claim_job(
     started_at, started = time.time(), time.perf_counter()
     job = chain.get_job(job_id)
     context = {"job_id": job_id}
-    if job.state in (JobState.REFUNDED, JobState.CANCELLED):
-        raise JobRejected(f"job was {job.state.name.lower()}", code="job_closed", **context)
-    ours = job.host.lower() == chain.address.lower()
-    if job.host != ZERO_ADDRESS and not ours:
-        raise JobRejected(
-            "job belongs to another host", code="claimed_by_other", host=job.host, **context
-        )
-    spec = catalog.resolve(job.model_id)
-    if job.state is JobState.POSTED:
-        _check_payable(chain, job, spec.id, our_price_per_token_wei)
+    spec_name = _check_servable(chain, catalog, job, our_price_per_token_wei)
     try:
         prompt = read_prompt(store, job).decode("utf-8")
     except ObjectMissing as exc:
@@ -68,7 +72,7 @@ def claim_job(
         log.info("job already settled by us", extra=context)
         return ClaimedJob(
             job=job,
-            model_name=spec.name,
+            model_name=spec_name,
             prompt=prompt,
             claim_tx=None,
             receipt=chain.find_settlement(job_id),
@@ -77,15 +81,63 @@ def claim_job(
     if job.state is JobState.CLAIMED:
         log.info("job already claimed by us", extra=context)
         timing["claim_ms"] = (time.perf_counter() - started) * 1000
-        return ClaimedJob(job=job, model_name=spec.name, prompt=prompt, claim_tx=None, **timing)
+        return ClaimedJob(job=job, model_name=spec_name, prompt=prompt, claim_tx=None, **timing)
+    claim_tx = _claim(chain, job_id, capacity)
+    timing["claim_ms"] = (time.perf_counter() - started) * 1000
+    return ClaimedJob(
+        job=chain.get_job(job_id), model_name=spec_name, prompt=prompt, claim_tx=claim_tx, **timing
+    )
+
+
+def claim_for_renter(
+    chain: ChainClient,
+    catalog: ModelManager,
+    job_id: int,
+    our_price_per_token_wei: int,
+    capacity: Headroom | None = None,
+) -> Job:
+    """Claim a posted job for its renter, who is connecting to this host, without its prompt
+    (which comes with the renter's request); return the job as it now stands on chain.
+
+    The same checks as :func:`claim_job`; a job already ours, claimed or settled, is returned
+    as it is (a renter may authenticate again, or to read a settled result).
+
+    Raises:
+        JobRejected: as :func:`claim_job`, less the prompt's errors.
+        ContractRevert: the contract refused the claim (simulated first, so no gas is spent).
+    """
+    job = chain.get_job(job_id)
+    ours = job.host.lower() == chain.address.lower()
+    if ours and job.state in (JobState.CLAIMED, JobState.SETTLED):
+        return job
+    _check_servable(chain, catalog, job, our_price_per_token_wei)
+    _claim(chain, job_id, capacity)
+    return chain.get_job(job_id)
+
+
+def _check_servable(
+    chain: ChainClient, catalog: ModelManager, job: Job, our_price_per_token_wei: int
+) -> str:
+    """Refuse a job this host must not run; return the name of its model."""
+    context = {"job_id": job.job_id}
+    if job.state in (JobState.REFUNDED, JobState.CANCELLED):
+        raise JobRejected(f"job was {job.state.name.lower()}", code="job_closed", **context)
+    if job.host != ZERO_ADDRESS and job.host.lower() != chain.address.lower():
+        raise JobRejected(
+            "job belongs to another host", code="claimed_by_other", host=job.host, **context
+        )
+    spec = catalog.resolve(job.model_id)
+    if job.state is JobState.POSTED:
+        _check_payable(chain, job, spec.id, our_price_per_token_wei)
+    return spec.name
+
+
+def _claim(chain: ChainClient, job_id: int, capacity: Headroom | None) -> str:
     if capacity is not None:
         capacity.check(job_id)
     claim_tx = chain.claim_job(job_id)
-    log.info("job claimed", extra={**context, "tx": claim_tx})
-    timing["claim_ms"] = (time.perf_counter() - started) * 1000
-    return ClaimedJob(
-        job=chain.get_job(job_id), model_name=spec.name, prompt=prompt, claim_tx=claim_tx, **timing
-    )
+    log.info("job claimed", extra={"job_id": job_id, "tx": claim_tx})
+    return claim_tx
 
 
 def read_prompt(store: ObjectStore, job: Job) -> bytes:

@@ -102,6 +102,7 @@ def start_node(
             run_job=run_job,
             proofs_dir=root / "proofs",
             host_private_key=ANVIL_KEYS[1],
+            price_per_token_wei=PRICE_PER_TOKEN_WEI,
         )
         services_box.append(services)
         engines.engine_for(catalog.pull(tiny_model.id))

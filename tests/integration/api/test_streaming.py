@@ -135,7 +135,8 @@ def test_job_status_result_proof_and_models(api_node: ApiNode) -> None:
     job_id = api_node.post_chat(messages, token="USDC")
     token = api_node.renter.authenticate(api_node.url, job_id)
     headers = {"Authorization": f"Bearer {token}"}
-    assert httpx.get(f"{api_node.url}/v1/jobs/{job_id}").json()["state"] == "posted"
+    # Claimed at the handshake (in the ERC-20, at our token price), answered by the request.
+    assert httpx.get(f"{api_node.url}/v1/jobs/{job_id}").json()["state"] == "claimed"
     assert httpx.get(f"{api_node.url}/v1/jobs/{job_id}/result", headers=headers).status_code == 404
     text = "".join(api_node.renter.chat(api_node.url, token, api_node.model.id, messages))
     wait_settled(api_node, job_id)

@@ -95,6 +95,17 @@ def test_a_nonce_works_once(access: AccessControl) -> None:
     assert info.value.code == "nonce_reused"
 
 
+def test_verifying_a_request_spends_nothing_until_the_grant(access: AccessControl) -> None:
+    signed = request()
+    # The handshake verifies, claims the job, then grants: a refused claim leaves the nonce.
+    assert access.verify(signed, job()).lower() == RENTER.lower()
+    assert access.verify(signed, job(state=JobState.CLAIMED))
+    access.grant(signed, job(state=JobState.CLAIMED))
+    with pytest.raises(JobRejected) as info:
+        access.verify(signed, job(state=JobState.CLAIMED))
+    assert info.value.code == "nonce_reused"
+
+
 def test_an_open_job_can_be_accessed(access: AccessControl) -> None:
     assert access.grant(request(), job(host=ZERO_ADDRESS))[1].renter == RENTER
 

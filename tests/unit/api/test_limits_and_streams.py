@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import pytest
@@ -52,7 +53,7 @@ def test_a_stream_carries_one_turn_from_producer_to_consumer() -> None:
     threading.Thread(target=produce).start()
     # Pieces that wait for the consumer arrive merged; text and token count add up either way.
     pieces = []
-    while not isinstance(event := stream.next_event(5), TurnEnded):
+    while not isinstance(event := asyncio.run(stream.next_event(5)), TurnEnded):
         pieces.append(event)
     assert event == TurnEnded(RESULT, "stop")
     assert "".join(p.text for p in pieces) == "ab" and sum(p.tokens for p in pieces) == 2
@@ -65,12 +66,12 @@ def test_a_cancelled_stream_refuses_pieces_and_a_failure_reaches_the_consumer() 
     stream.cancel()
     assert stream.publish(TokenPiece("x", 1)) is False
     stream.fail(ValueError("boom"))
-    event = stream.next_event(1)
+    event = asyncio.run(stream.next_event(1))
     assert isinstance(event, StreamFailed) and str(event.error) == "boom"
     with pytest.raises(JobRejected):
         stream.submit(Turn(SamplingParams()))
     with pytest.raises(TransientError) as info:
-        stream.next_event(0.01)
+        asyncio.run(stream.next_event(0.01))
     assert info.value.code == "stream_timeout"
 
 

@@ -1,0 +1,122 @@
+"""Jobs claimed at their renter's handshake, and the price the API claims them at."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fabstir.api import ApiServices, JobStreams
+from fabstir.api.claims import JobClaims
+from fabstir.api.limits import StreamSlots
+from fabstir.domain import ZERO_ADDRESS, Job, JobState
+from fabstir.errors import JobRejected
+from fabstir.pipeline.claim import Headroom
+
+NOW = 1_000_000
+HOST = "0x" + "12" * 20
+
+
+def job(job_id: int, state: JobState, deadline: int = NOW + 100) -> Job:
+    return Job(
+        job_id=job_id,
+        renter="0x" + "34" * 20,
+        host=ZERO_ADDRESS if state is JobState.POSTED else HOST,
+        model_id="0x" + "11" * 32,
+        prompt_hash="0x" + "22" * 32,
+        prompt_uri="fabstir:direct",
+        max_tokens=10,
+        price_per_token_wei=1,
+        deposit_wei=10,
+        deadline=deadline,
+        state=state,
+        result_hash="0x" + "00" * 32,
+        tokens_used=0,
+    )
+
+
+def test_a_claimed_jobs_record_serves_its_first_request_only() -> None:
+    on_chain = {1: job(1, JobState.CLAIMED), 2: job(2, JobState.SETTLED)}
+    claims = JobClaims(lambda job_id, _: on_chain[job_id], StreamSlots(4), clock=lambda: NOW)
+
+    assert claims.claim(1) == on_chain[1] and claims.claim(2) == on_chain[2]
+
+    assert claims.take(1) == on_chain[1]
+    assert claims.take(1) is None, "later requests read the chain"
+    assert claims.take(2) is None, "a settled job has nothing to answer"
+
+
+def test_records_of_jobs_never_used_are_dropped_after_their_deadline() -> None:
+    clock = [float(NOW)]
+    on_chain = {1: job(1, JobState.CLAIMED, deadline=NOW + 10), 2: job(2, JobState.CLAIMED)}
+    claims = JobClaims(lambda job_id, _: on_chain[job_id], StreamSlots(4), clock=lambda: clock[0])
+    claims.claim(1)
+    clock[0] = NOW + 11
+    claims.claim(2)
+
+    assert claims.take(1) is None and claims.take(2) == on_chain[2]
+
+
+class Chain:
+    """Stands in for claim_for_renter's chain side: a posted job is checked, then claimed."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[int, Job] = {}
+        self.claimed: list[int] = []
+
+    def claim(self, job_id: int, headroom: Headroom) -> Job:
+        current = self.jobs.get(job_id, job(job_id, JobState.POSTED))
+        if current.state is JobState.POSTED:
+            headroom.check(job_id)
+            self.claimed.append(job_id)
+            current = self.jobs[job_id] = job(job_id, JobState.CLAIMED)
+        return current
+
+
+class FullMachine:
+    def check(self, job_id: int) -> None:
+        raise JobRejected("no memory", code="no_capacity", job_id=job_id)
+
+
+def test_no_more_jobs_are_claimed_than_stream_slots_can_answer() -> None:
+    chain, slots = Chain(), StreamSlots(2)
+    claims = JobClaims(chain.claim, slots, clock=lambda: NOW)
+    claims.claim(1)
+    claims.claim(2)
+    with pytest.raises(JobRejected) as full:
+        claims.claim(3)
+    assert full.value.code == "no_capacity" and chain.claimed == [1, 2]
+    assert claims.claim(1).state is JobState.CLAIMED, "a job already ours needs no new slot"
+
+    assert claims.take(1) is not None
+    slots.acquire()  # job 1's answer in progress
+    with pytest.raises(JobRejected):
+        claims.claim(3)
+    slots.release()
+    claims.claim(3)
+    assert chain.claimed == [1, 2, 3]
+
+
+def test_a_machine_without_headroom_claims_nothing() -> None:
+    chain = Chain()
+    claims = JobClaims(chain.claim, StreamSlots(4), machine=FullMachine(), clock=lambda: NOW)
+    with pytest.raises(JobRejected) as refused:
+        claims.claim(1)
+    assert refused.value.code == "no_capacity" and chain.claimed == []
+
+
+@pytest.mark.parametrize("price", [0, -1, 1.5, "1000", True])
+def test_the_api_needs_a_positive_integer_price(price: Any, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="price_per_token_wei"):
+        ApiServices(
+            chain=None,  # type: ignore[arg-type]
+            catalog=None,  # type: ignore[arg-type]
+            engines=None,  # type: ignore[arg-type]
+            store=None,  # type: ignore[arg-type]
+            streams=JobStreams(),
+            run_job=lambda job_id: None,  # type: ignore[arg-type,return-value]
+            proofs_dir=tmp_path,
+            host_private_key="0x" + "01" * 32,
+            price_per_token_wei=price,
+        )
