@@ -3,19 +3,19 @@
     python -m benchmarks.api [--model PATH] [--max-tokens 64] [--repeats 3] [--json]
 
 Same model, prompt, context and greedy decoding. "Raw" is ``Llama.generate`` (as in
-``benchmarks.engine``, each request in a thread that ends), measured before the node starts: the
-node's engine thread keeps an OpenMP team alive, and a raw decode beside it (in this process or
-another on the same 2 cores) runs much slower, flattering the API. "API" is a streamed chat
-request to the node (uvicorn on loopback, a devnet with our contracts): the renter's job is
-posted and its token obtained before the clock starts, and the handshake claims the job on chain
-(as it does for every renter, docs/api.md), so the API's time to first token includes what the
-node does per request (the checks, the prompt write, the job's flow up to its infer step: the
-claim step's chain read, the model and cache lookups, with model registry records reused for
-FABSTIR_MODELS__REGISTRY_TTL_S as in the node) alongside our engine's first token;
-tokens/s is the decode rate the client sees after the first token. Store, prove and settle run
-after the stream and are not timed. The client keeps one HTTP connection pool, as OpenAI clients
-do, so its own setup (~15 ms for an httpx client's SSL context) is not counted. Raw and API are
-measured one after the other, so run it on a quiet machine. Medians over the repeats.
+``benchmarks.engine``, each request in a thread that ends). "API" is a streamed chat request to
+the node, which runs in its own process as `fabstir-node serve` does (uvicorn on loopback, a
+devnet with our contracts): the renter's job is posted and its token obtained before the clock
+starts, and the handshake claims the job on chain (as it does for every renter, docs/api.md), so
+the API's time to first token includes what the node does per request (the checks, the prompt
+write, the job's flow up to its infer step: the claim step's chain read, the model and cache
+lookups, with model registry records reused for FABSTIR_MODELS__REGISTRY_TTL_S as in the node)
+alongside our engine's first token; tokens/s is the decode rate the client sees after the first
+token. Store, prove and settle run after the stream and are not timed. The client keeps one HTTP
+connection pool, as OpenAI clients do, so its own setup (~15 ms for an httpx client's SSL
+context) is not counted; it shares the machine's cores with the node, as a remote renter would
+not. Raw and API requests alternate, each after a short idle pause, so both see the same
+machine. Medians over the repeats.
 """
 
 from __future__ import annotations
@@ -25,10 +25,14 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,14 +51,18 @@ from fabstir.settings import (
 )
 
 PROMPT = "Write a haiku about the sea."
+MODEL_ID = "bench-model"
+NODE_READY = "node ready: "
+# Pause before each measured request: llama.cpp's OpenMP threads spin a little after their last
+# step before they sleep, and would compete with the next request's.
+IDLE_S = 0.2
 PRICE_PER_TOKEN_WEI = 10**9
 N_CTX = 512
 
 
-def _start_node(root: Path, spec: ModelSpec) -> tuple[Any, Any, Any]:
+def _start_node(root: Path, spec: ModelSpec) -> tuple[str, Callable[[], None]]:
     from fabstir.api import ApiServer, ApiServices, JobStreams, create_app
     from fabstir.chain import ETH, ChainClient, Devnet, Offer
-    from fabstir.client import RenterClient
     from fabstir.models import ChainModelRegistry, EnginePool, ModelDiskCache, ModelManager
     from fabstir.proofs import BillingProver
     from fabstir.storage import ObjectStore
@@ -111,7 +119,6 @@ def _start_node(root: Path, spec: ModelSpec) -> tuple[Any, Any, Any]:
         except httpx.TransportError:
             time.sleep(0.05)
     host.update_info(region="", api_url=server.url, metadata_uri="")
-    renter = RenterClient(deployment, ANVIL_KEYS[2], prover=prover)
 
     def close() -> None:
         server.stop()
@@ -119,7 +126,43 @@ def _start_node(root: Path, spec: ModelSpec) -> tuple[Any, Any, Any]:
         engines.close()
         devnet.__exit__(None, None, None)
 
-    return server.url, renter, close
+    return server.url, close
+
+
+def _serve_node(root: Path, model: Path) -> None:
+    """The node's process: start it, say where it listens, serve until stdin closes."""
+    from fabstir.models import file_sha256
+
+    spec = ModelSpec(id=MODEL_ID, uri=str(model), sha256=file_sha256(model))
+    url, close = _start_node(root, spec)
+    print(NODE_READY + json.dumps({"url": url}), flush=True)
+    try:
+        sys.stdin.read()
+    finally:
+        close()
+
+
+@contextmanager
+def _node_process(root: Path, model: Path) -> Iterator[str]:
+    """Run the node in a child process, as `fabstir-node serve` runs apart from its renters,
+    and yield its URL; the devnet's deployment is at ``root / "devnet.json"``."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.api", "--node-dir", str(root), "--model", str(model)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        for line in child.stdout:
+            if line.startswith(NODE_READY):
+                yield json.loads(line[len(NODE_READY) :])["url"]
+                break
+        else:
+            raise SystemExit(f"the node process exited ({child.wait()}) before it was ready")
+    finally:
+        child.stdin.close()
+        child.wait(timeout=120)
 
 
 def _api_stream(
@@ -174,29 +217,40 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--node-dir", type=Path, help=argparse.SUPPRESS)  # the node's process
     args = parser.parse_args()
     if args.model is None or not args.model.exists():
         raise SystemExit("no model: install the demo model (make demo) or pass --model")
     if args.max_tokens < 2 or args.repeats < 1:
         raise SystemExit("--max-tokens must be >= 2 and --repeats >= 1")
-    from fabstir.models import file_sha256
+    if args.node_dir is not None:
+        _serve_node(args.node_dir, args.model)
+        return
+    raw: list[tuple[float, float, int]] = []
+    api: list[tuple[float, float, int]] = []
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        _node_process(Path(tmp), args.model) as url,
+        httpx.Client(timeout=300) as http,
+    ):
+        from fabstir.client import RenterClient
+        from fabstir.proofs import BillingProver
+        from fabstir.settings import Deployment
 
-    spec = ModelSpec(id="bench-model", uri=str(args.model), sha256=file_sha256(args.model))
-    llm = _raw(str(args.model))
-    _raw_stream(llm, PROMPT, args.max_tokens)  # warm-up: graph allocation, Jinja compile
-    raw = [_raw_stream(llm, PROMPT, args.max_tokens) for _ in range(args.repeats)]
-    llm.close()
-    api = []
-    with tempfile.TemporaryDirectory() as tmp, httpx.Client(timeout=300) as http:
-        url, renter, close = _start_node(Path(tmp), spec)
-        try:
-            _api_stream(http, url, renter, spec.id, args.max_tokens)  # warm-up: keys, caches
-            api = [
-                _api_stream(http, url, renter, spec.id, args.max_tokens)
-                for _ in range(args.repeats)
-            ]
-        finally:
-            close()
+        deployment = Deployment.load(Path(tmp) / "devnet.json")
+        prover = BillingProver(Path(tmp) / "renter-prover")
+        renter = RenterClient(deployment, ANVIL_KEYS[2], prover=prover)
+        llm = _raw(str(args.model))
+        _raw_stream(llm, PROMPT, args.max_tokens)  # warm-up: graph allocation, Jinja compile
+        _api_stream(http, url, renter, MODEL_ID, args.max_tokens)  # warm-up: keys, caches
+        # Interleaved, so that both see the same machine; each starts once the other's
+        # threads have gone idle (the API request returns after its job has settled).
+        for _ in range(args.repeats):
+            time.sleep(IDLE_S)
+            raw.append(_raw_stream(llm, PROMPT, args.max_tokens))
+            time.sleep(IDLE_S)
+            api.append(_api_stream(http, url, renter, MODEL_ID, args.max_tokens))
+        llm.close()
     raw_ttft_ms, raw_tok_s = _summary(raw)
     api_ttft_ms, api_tok_s = _summary(api)
     result = {
