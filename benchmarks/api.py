@@ -1,6 +1,6 @@
 """Time to first token and decode speed through the renter API next to raw llama-cpp-python.
 
-    python -m benchmarks.api [--model PATH] [--max-tokens 64] [--repeats 3] [--json]
+    python -m benchmarks.api [--model PATH] [--max-tokens 64] [--repeats 3] [--flow] [--json]
 
 Same model, prompt, context and greedy decoding. "Raw" is ``Llama.generate`` (as in
 ``benchmarks.engine``, each request in a thread that ends). "API" is a streamed chat request to
@@ -16,6 +16,12 @@ connection pool, as OpenAI clients do, so its own setup (~15 ms for an httpx cli
 context) is not counted; it shares the machine's cores with the node, as a remote renter would
 not. Raw and API requests alternate, each after a short idle pause, so both see the same
 machine. Medians over the repeats.
+
+By default the node runs each job's steps by calling the pipeline directly; with ``--flow`` it
+runs them as a Prefect flow run, as `fabstir-node serve` does (a Prefect server of its own on
+SQLite), so the time to first token also holds what Prefect does before the infer step. Tokens
+are released to the renter only from that step: when the answer is complete before the flow gets
+there, it arrives in one burst and tokens/s says nothing about decoding.
 """
 
 from __future__ import annotations
@@ -129,12 +135,75 @@ def _start_node(root: Path, spec: ModelSpec) -> tuple[str, Callable[[], None]]:
     return server.url, close
 
 
-def _serve_node(root: Path, model: Path) -> None:
+def _start_serving_node(root: Path, spec: ModelSpec) -> tuple[str, Callable[[], None]]:
+    """The node as `fabstir-node serve` builds it (``build_api``): each request's job runs as a
+    Prefect flow run, on a Prefect server of its own (SQLite, as `fabstir-node run` starts)."""
+    port = 4519
+    os.environ.update(
+        {
+            "PREFECT_HOME": str(root / "prefect"),
+            "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+            "FABSTIR_HOME": str(root / "home"),
+            "FABSTIR_HOST__MODELS": json.dumps([spec.model_dump(mode="json")]),
+            "FABSTIR_HOST__PRICE_PER_TOKEN_WEI": str(PRICE_PER_TOKEN_WEI),
+            "FABSTIR_ENGINE__N_CTX": str(N_CTX),
+            "FABSTIR_ENGINE__N_THREADS": str(THREADS),
+            "FABSTIR_ENGINE__SEED": "42",
+            "FABSTIR_API__PORT": "0",
+        }
+    )
+    os.environ.setdefault(
+        "FABSTIR_CACHE__EMBEDDING_MODEL_PATH",
+        str(Path(".fabstir/models/minilm-l6-v2-f16.gguf").resolve()),
+    )
+    os.environ.setdefault("FABSTIR_PROVER__WORK_DIR", str(Path(".fabstir/proofs").resolve()))
+    from fabstir.chain import ETH, ChainClient, Devnet, Offer
+    from fabstir.commands.api import build_api
+    from fabstir.commands.run import SERVER_BATCHING
+    from fabstir.service import ProcessService
+    from fabstir.settings import load_settings
+
+    prefect = ProcessService(
+        [
+            *(str(Path(sys.executable).with_name("prefect")), "server", "start", "--no-ui"),
+            *("--host", "127.0.0.1", "--port", str(port)),
+        ],
+        log_path=root / "prefect-server.log",
+        ready_url=f"http://127.0.0.1:{port}/api/health",
+        env={**SERVER_BATCHING, **os.environ},
+    )
+    prefect.start()
+    settings = load_settings()
+    assert settings.chain.deployment_file is not None
+    devnet = Devnet(deployment_file=settings.chain.deployment_file, models=[spec])
+    deployment = devnet.__enter__()
+    deployment.save(root / "devnet.json")
+    host = ChainClient(deployment, ANVIL_KEYS[1])
+    host.register([Offer(spec.id, PRICE_PER_TOKEN_WEI, ETH)], api_url="http://127.0.0.1:1")
+    server = build_api(settings)
+    server.start()
+    serving = threading.Thread(target=server.run, daemon=True)
+    serving.start()
+    host.update_info(region="", api_url=server.url, metadata_uri="")
+
+    def close() -> None:
+        server.stop()
+        serving.join(timeout=120)  # the server waits for its job flows to end
+        devnet.__exit__(None, None, None)
+        prefect.stop()
+
+    return server.url, close
+
+
+def _serve_node(root: Path, model: Path, through_flow: bool) -> None:
     """The node's process: start it, say where it listens, serve until stdin closes."""
     from fabstir.models import file_sha256
 
     spec = ModelSpec(id=MODEL_ID, uri=str(model), sha256=file_sha256(model))
-    url, close = _start_node(root, spec)
+    start = _start_serving_node if through_flow else _start_node
+    url, close = start(root, spec)
     print(NODE_READY + json.dumps({"url": url}), flush=True)
     try:
         sys.stdin.read()
@@ -143,11 +212,12 @@ def _serve_node(root: Path, model: Path) -> None:
 
 
 @contextmanager
-def _node_process(root: Path, model: Path) -> Iterator[str]:
+def _node_process(root: Path, model: Path, through_flow: bool) -> Iterator[str]:
     """Run the node in a child process, as `fabstir-node serve` runs apart from its renters,
     and yield its URL; the devnet's deployment is at ``root / "devnet.json"``."""
     child = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.api", "--node-dir", str(root), "--model", str(model)],
+        [sys.executable, "-m", "benchmarks.api", "--node-dir", str(root), "--model", str(model)]
+        + (["--flow"] if through_flow else []),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -217,6 +287,12 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--flow",
+        action="store_true",
+        help="Run each job as a Prefect flow run, as fabstir-node serve does (default: the "
+        "pipeline's steps called directly).",
+    )
     parser.add_argument("--node-dir", type=Path, help=argparse.SUPPRESS)  # the node's process
     args = parser.parse_args()
     if args.model is None or not args.model.exists():
@@ -224,13 +300,13 @@ def main() -> None:
     if args.max_tokens < 2 or args.repeats < 1:
         raise SystemExit("--max-tokens must be >= 2 and --repeats >= 1")
     if args.node_dir is not None:
-        _serve_node(args.node_dir, args.model)
+        _serve_node(args.node_dir, args.model, args.flow)
         return
     raw: list[tuple[float, float, int]] = []
     api: list[tuple[float, float, int]] = []
     with (
         tempfile.TemporaryDirectory() as tmp,
-        _node_process(Path(tmp), args.model) as url,
+        _node_process(Path(tmp), args.model, args.flow) as url,
         httpx.Client(timeout=300) as http,
     ):
         from fabstir.client import RenterClient
