@@ -138,14 +138,14 @@ def _start_node(root: Path, spec: ModelSpec) -> tuple[str, Callable[[], None]]:
 def _start_serving_node(root: Path, spec: ModelSpec) -> tuple[str, Callable[[], None]]:
     """The node as `fabstir-node serve` builds it (``build_api``): each request's job runs as a
     Prefect flow run, on a Prefect server of its own (SQLite, as `fabstir-node run` starts)."""
-    port = 4519
+    from benchmarks._prefect import start_prefect_server
+    from fabstir.chain import ETH, ChainClient, Devnet, Offer
+    from fabstir.commands.api import build_api
+    from fabstir.settings import load_settings
+
+    prefect = start_prefect_server(root, port=4519)
     os.environ.update(
         {
-            "PREFECT_HOME": str(root / "prefect"),
-            "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_LOGGING_LEVEL": "WARNING",
-            "FABSTIR_HOME": str(root / "home"),
             "FABSTIR_HOST__MODELS": json.dumps([spec.model_dump(mode="json")]),
             "FABSTIR_HOST__PRICE_PER_TOKEN_WEI": str(PRICE_PER_TOKEN_WEI),
             "FABSTIR_ENGINE__N_CTX": str(N_CTX),
@@ -154,27 +154,6 @@ def _start_serving_node(root: Path, spec: ModelSpec) -> tuple[str, Callable[[], 
             "FABSTIR_API__PORT": "0",
         }
     )
-    os.environ.setdefault(
-        "FABSTIR_CACHE__EMBEDDING_MODEL_PATH",
-        str(Path(".fabstir/models/minilm-l6-v2-f16.gguf").resolve()),
-    )
-    os.environ.setdefault("FABSTIR_PROVER__WORK_DIR", str(Path(".fabstir/proofs").resolve()))
-    from fabstir.chain import ETH, ChainClient, Devnet, Offer
-    from fabstir.commands.api import build_api
-    from fabstir.commands.run import SERVER_BATCHING
-    from fabstir.service import ProcessService
-    from fabstir.settings import load_settings
-
-    prefect = ProcessService(
-        [
-            *(str(Path(sys.executable).with_name("prefect")), "server", "start", "--no-ui"),
-            *("--host", "127.0.0.1", "--port", str(port)),
-        ],
-        log_path=root / "prefect-server.log",
-        ready_url=f"http://127.0.0.1:{port}/api/health",
-        env={**SERVER_BATCHING, **os.environ},
-    )
-    prefect.start()
     settings = load_settings()
     assert settings.chain.deployment_file is not None
     devnet = Devnet(deployment_file=settings.chain.deployment_file, models=[spec])

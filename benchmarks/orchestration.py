@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -75,45 +74,13 @@ def main() -> None:
     if args.jobs < 1:
         parser.error("--jobs must be >= 1")
     workdir = Path(tempfile.mkdtemp(prefix="fabstir-bench-"))
-    port = 4517
-    os.environ.update(
-        {
-            "PREFECT_HOME": str(workdir / "prefect"),
-            "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_LOGGING_LEVEL": "WARNING",
-            "FABSTIR_HOME": str(workdir / "home"),
-        }
-    )
-    os.environ.setdefault(
-        "FABSTIR_CACHE__EMBEDDING_MODEL_PATH",
-        str(Path(".fabstir/models/minilm-l6-v2-f16.gguf").resolve()),
-    )
-    os.environ.setdefault("FABSTIR_PROVER__WORK_DIR", str(Path(".fabstir/proofs").resolve()))
-
+    from benchmarks._prefect import start_prefect_server
     from fabstir.chain import ChainClient, Devnet, Offer
-    from fabstir.commands.run import SERVER_BATCHING
-    from fabstir.service import ProcessService
     from fabstir.settings import ANVIL_KEYS, load_settings
     from fabstir.storage import ObjectStore, put_content
 
+    server = start_prefect_server(workdir, port=4517)
     settings = load_settings()
-    server = ProcessService(
-        [
-            str(Path(sys.executable).with_name("prefect")),
-            "server",
-            "start",
-            "--no-ui",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        log_path=workdir / "server.log",
-        ready_url=f"http://127.0.0.1:{port}/api/health",
-        env={**SERVER_BATCHING, **os.environ},  # as `fabstir-node run` starts its server
-    )
-    server.start()
     try:
         from deployments.bootstrap import bootstrap
         from deployments.runner import LocalRunner

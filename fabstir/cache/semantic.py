@@ -256,17 +256,18 @@ class SemanticCache:
             return True
         if self._table.count_rows() < self.index_min_rows:
             return False
-        from lancedb.index import IvfPq
+        from lancedb.index import Bitmap, BTree, IvfPq
 
         started = time.perf_counter()
         if ("vector",) not in indexed:
             self._table.create_index("vector", config=IvfPq(distance_type="cosine"))
         if ("key",) not in indexed:
-            self._table.create_scalar_index("key")
-        # The semantic search's scope is a pre-filter: without these it scans every row.
+            self._table.create_index("key", config=BTree())
+        # A lookup crowded out of its scope searches again with the scope as a pre-filter:
+        # without these that search scans every row.
         for column in ("model_id", "params_key"):
             if (column,) not in indexed:
-                self._table.create_scalar_index(column, index_type="BITMAP")
+                self._table.create_index(column, config=Bitmap())
         log.info(
             "built cache indexes",
             extra={"rows": self._table.count_rows(), "s": round(time.perf_counter() - started, 1)},

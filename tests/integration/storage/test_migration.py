@@ -39,6 +39,31 @@ copy_objects(
 """
 
 
+def _settings_of(store: ObjectStore, request: pytest.FixtureRequest) -> str:
+    """The StorageSettings (as JSON) a child process opens ``store`` with."""
+    settings = {"url": store.base_url}
+    if store.base_url.startswith("s3://"):
+        server = request.getfixturevalue("s3_server")
+        settings |= {
+            "s3_endpoint_url": server.endpoint_url,
+            "s3_access_key_id": server.key,
+            "s3_secret_access_key": server.secret,
+        }
+    return json.dumps(settings)
+
+
+def _run_until_killed(script: str, *args: str) -> None:
+    child = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+
+
 def _fill(store: ObjectStore) -> dict[str, bytes]:
     for n in range(OBJECTS):
         put_content(store, f"result {n}".encode() * (n + 1), "results")
@@ -52,30 +77,7 @@ def test_killed_migration_resumes_without_loss_or_duplicates(
     source = ObjectStore(f"file://{tmp_path / 'source'}")
     expected = _fill(source)
     target = make_store("target")
-    target_settings = {"url": target.base_url}
-    if target.base_url.startswith("s3://"):
-        server = request.getfixturevalue("s3_server")
-        target_settings |= {
-            "s3_endpoint_url": server.endpoint_url,
-            "s3_access_key_id": server.key,
-            "s3_secret_access_key": server.secret,
-        }
-    child = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            CHILD,
-            source.base_url,
-            json.dumps(target_settings),
-            str(KILL_AFTER),
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert child.returncode == -signal.SIGKILL, child.stderr
+    _run_until_killed(CHILD, source.base_url, _settings_of(target, request), str(KILL_AFTER))
     copied_before = set(target.list())
     assert 0 < len(copied_before) < len(expected)
 
@@ -181,23 +183,7 @@ def test_a_migration_removes_what_a_killed_writer_left_at_the_target(
     make_store: StoreFactory, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     target = make_store("target")
-    settings = {"url": target.base_url}
-    if target.base_url.startswith("s3://"):
-        server = request.getfixturevalue("s3_server")
-        settings |= {
-            "s3_endpoint_url": server.endpoint_url,
-            "s3_access_key_id": server.key,
-            "s3_secret_access_key": server.secret,
-        }
-    child = subprocess.run(
-        [sys.executable, "-c", KILLED_WRITER, json.dumps(settings)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert child.returncode == -signal.SIGKILL, child.stderr
+    _run_until_killed(KILLED_WRITER, _settings_of(target, request))
     assert target.list() == []
     if target.base_url.startswith("file://"):
         # Too young to tell from a write in progress: left alone. (moto dates every multipart
