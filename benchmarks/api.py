@@ -152,13 +152,12 @@ def _start_serving_node(root: Path, spec: ModelSpec) -> tuple[str, Callable[[], 
             "FABSTIR_ENGINE__N_THREADS": str(THREADS),
             "FABSTIR_ENGINE__SEED": "42",
             "FABSTIR_API__PORT": "0",
+            "FABSTIR_CHAIN__DEPLOYMENT_FILE": str(root / "devnet.json"),
         }
     )
     settings = load_settings()
-    assert settings.chain.deployment_file is not None
-    devnet = Devnet(deployment_file=settings.chain.deployment_file, models=[spec])
+    devnet = Devnet(deployment_file=root / "devnet.json", models=[spec])
     deployment = devnet.__enter__()
-    deployment.save(root / "devnet.json")
     host = ChainClient(deployment, ANVIL_KEYS[1])
     host.register([Offer(spec.id, PRICE_PER_TOKEN_WEI, ETH)], api_url="http://127.0.0.1:1")
     server = build_api(settings)

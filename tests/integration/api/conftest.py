@@ -18,6 +18,7 @@ import pytest
 
 from fabstir import pipeline
 from fabstir.api import ApiServer, ApiServices, JobStreams, create_app
+from fabstir.cache import SemanticCache
 from fabstir.chain import ETH, ChainClient, Deployment, Devnet, Offer
 from fabstir.client import HostOffer, RenterClient
 from fabstir.domain import Receipt
@@ -51,14 +52,16 @@ class ApiNode:
         return self.renter.post_chat_job(self.offer(token), messages, max_tokens=max_tokens)
 
 
-def run_pipeline(services: ApiServices, prover: BillingProver, job_id: int) -> Receipt:
+def run_pipeline(
+    services: ApiServices, prover: BillingProver, cache: SemanticCache | None, job_id: int
+) -> Receipt:
     chain, catalog, store = services.chain, services.catalog, services.store
     claimed = pipeline.claim_job(chain, catalog, store, job_id, PRICE_PER_TOKEN_WEI)
     if claimed.receipt is not None:
         return claimed.receipt
     model = pipeline.fetch_model(catalog, claimed)
-    cached = pipeline.look_up_cache(None, store, model, claimed)
-    result = pipeline.infer(services.engines, None, model, claimed, cached, services.streams)
+    cached = pipeline.look_up_cache(cache, store, model, claimed)
+    result = pipeline.infer(services.engines, cache, model, claimed, cached, services.streams)
     stored = pipeline.store_result(store, claimed, model, result)
     proof = pipeline.prove_billing(prover, services.proofs_dir, claimed, stored, result)
     return pipeline.settle_job(chain, claimed, stored, result, proof)
@@ -70,7 +73,11 @@ def api_prover_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def start_node(
-    root: Path, tiny_model: ModelSpec, prover_dir: Path, settings: ApiSettings
+    root: Path,
+    tiny_model: ModelSpec,
+    prover_dir: Path,
+    settings: ApiSettings,
+    cache: SemanticCache | None = None,
 ) -> Iterator[ApiNode]:
     with Devnet(deployment_file=root / "devnet.json", models=[tiny_model]) as deployment:
         host = ChainClient(deployment, ANVIL_KEYS[1])
@@ -91,7 +98,7 @@ def start_node(
         services_box: list[ApiServices] = []
 
         def run_job(job_id: int) -> Future[Receipt]:
-            return executor.submit(run_pipeline, services_box[0], prover, job_id)
+            return executor.submit(run_pipeline, services_box[0], prover, cache, job_id)
 
         services = ApiServices(
             chain=host,

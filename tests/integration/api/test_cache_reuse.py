@@ -14,14 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from fabstir import pipeline
-from fabstir.api import ApiServices
 from fabstir.cache import Embedder, SemanticCache
-from fabstir.domain import Receipt
-from fabstir.proofs import BillingProver
 from fabstir.settings import ApiSettings, ModelSpec
-from tests.integration.api import conftest as api_conftest
-from tests.integration.api.conftest import PRICE_PER_TOKEN_WEI, ApiNode, start_node
+from tests.integration.api.conftest import ApiNode, start_node
 
 pytestmark = pytest.mark.integration
 
@@ -38,22 +33,9 @@ def cached_node(
     root = tmp_path_factory.mktemp("api-cache-node")
     cache = SemanticCache(str(root / "cache"), Embedder(embedding_model_path), 0.9)
 
-    def run_pipeline(services: ApiServices, prover: BillingProver, job_id: int) -> Receipt:
-        chain, catalog, store = services.chain, services.catalog, services.store
-        claimed = pipeline.claim_job(chain, catalog, store, job_id, PRICE_PER_TOKEN_WEI)
-        model = pipeline.fetch_model(catalog, claimed)
-        cached = pipeline.look_up_cache(cache, store, model, claimed)
-        result = pipeline.infer(services.engines, cache, model, claimed, cached, services.streams)
-        stored = pipeline.store_result(store, claimed, model, result)
-        proof = pipeline.prove_billing(prover, services.proofs_dir, claimed, stored, result)
-        return pipeline.settle_job(chain, claimed, stored, result, proof)
-
-    with pytest.MonkeyPatch.context() as patch:
-        # start_node's jobs call the conftest's run_pipeline, which runs without a cache.
-        patch.setattr(api_conftest, "run_pipeline", run_pipeline)
-        settings = ApiSettings(rate_per_ip_per_min=100_000, rate_per_renter_per_min=100_000)
-        for node in start_node(root, tiny_model, api_prover_dir, settings):
-            yield node, cache
+    settings = ApiSettings(rate_per_ip_per_min=100_000, rate_per_renter_per_min=100_000)
+    for node in start_node(root, tiny_model, api_prover_dir, settings, cache):
+        yield node, cache
 
 
 def _ask(node: ApiNode, prompt: str, **body: Any) -> tuple[int, httpx.Response]:

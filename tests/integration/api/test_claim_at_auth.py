@@ -156,7 +156,7 @@ def test_a_job_settled_between_the_handshake_and_the_request_gets_a_clear_error(
     token = api_node.renter.authenticate(api_node.url, job_id)
     # Another run of the job (as a crash recovery would start) answers and settles it first.
     put_content(api_node.services.store, chat_prompt(MESSAGES), "prompts")
-    run_pipeline(api_node.services, BillingProver(api_prover_dir), job_id)
+    run_pipeline(api_node.services, BillingProver(api_prover_dir), None, job_id)
     assert api_node.renter.chain.get_job(job_id).state is JobState.SETTLED
 
     response = httpx.post(
