@@ -53,7 +53,7 @@ from fabstir.settings import (
     EngineSettings,
     ModelSpec,
     ModelStoreSettings,
-    smollm2_path,
+    demo_model_path,
 )
 
 PROMPT = "Write a haiku about the sea."
@@ -261,7 +261,7 @@ def _summary(runs: list[tuple[float, float, int]]) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=smollm2_path(), help="GGUF file.")
+    parser.add_argument("--model", type=Path, default=demo_model_path(), help="GGUF file.")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", action="store_true")

@@ -13,7 +13,7 @@ time for
 - raw sequential: one ``Llama``, the N requests one after another (the baseline);
 - raw separate contexts: N ``Llama`` objects, one thread each (llama.cpp without batching);
 - engine: our engine, the N requests decoded together as sequences of one batched context.
-The model defaults to the demo model (SmolLM2-135M-Instruct).
+The model defaults to the demo model (SmolLM2-135M-Instruct, Q4_0: see fabstir.models.demo_model).
 """
 
 from __future__ import annotations
@@ -248,10 +248,10 @@ def _concurrent(path: str, max_tokens: int, repeats: int) -> dict[str, dict[int,
 
 
 def main() -> None:
-    from fabstir.settings import smollm2_path
+    from fabstir.settings import demo_model_path
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=str(smollm2_path()), help="GGUF file to run.")
+    parser.add_argument("--model", default=str(demo_model_path()), help="GGUF file to run.")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="End with one JSON object.")

