@@ -543,6 +543,12 @@ class ApiSettings(BaseModel):
     max_streams: int = Field(
         default=16, ge=1, description="Answers streamed at once; more get 503 with Retry-After."
     )
+    max_claims_per_renter: int = Field(
+        default=4,
+        ge=1,
+        description="Jobs one renter may have claimed at the handshake and not yet asked for "
+        "(429 beyond).",
+    )
     first_token_timeout_s: float = Field(
         default=300.0,
         gt=0,

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from fabstir.domain import Job, JobState
-from fabstir.errors import JobRejected
+from fabstir.errors import JobRejected, LimitExceeded
 
 if TYPE_CHECKING:
     from fabstir.api.limits import StreamSlots
@@ -28,7 +28,9 @@ class JobClaims:
 
     A job is claimed only while the jobs waiting for their renter's request, plus the answers
     in progress, leave a stream slot for it (and the machine has headroom): a claimed job is a
-    promise to answer before its deadline.
+    promise to answer before its deadline. One renter may hold at most ``per_renter`` such
+    promises, so a renter who authenticates for many jobs and asks for none cannot take every
+    slot from the others.
     """
 
     def __init__(
@@ -37,36 +39,53 @@ class JobClaims:
         slots: StreamSlots,
         machine: Headroom | None = None,
         clock: Callable[[], float] = time.time,
+        per_renter: int = 4,
     ) -> None:
         self._claim = claim
         self._slots = slots
         self._machine = machine
         self._clock = clock
+        self._per_renter = per_renter
         self._jobs: dict[int, Job] = {}
         # One claim at a time: a second handshake for a job must find it claimed, not race it,
         # and the count of waiting jobs must not be passed by two at once.
         self._lock = threading.Lock()
 
-    def claim(self, job_id: int) -> Job:
-        """Claim the job unless it is already ours; return it as it now stands on chain.
+    def claim(self, job_id: int, renter: str) -> Job:
+        """Claim the job of ``renter`` unless it is already ours; return it as it now stands on
+        chain.
 
         Raises:
             JobRejected: the job is not one this host can serve (see
                 ``pipeline.claim_for_renter``), or no slot is left for it (``no_capacity``); it
                 is left unclaimed.
+            LimitExceeded: the renter already holds ``per_renter`` claimed jobs it has not asked
+                for (``too_many_claims``); the job is left unclaimed.
             ContractRevert: the contract refused the claim.
         """
         with self._lock:
             now = self._clock()
             # A record is dropped once used or past its deadline, so unused ones cannot pile up.
             self._jobs = {key: kept for key, kept in self._jobs.items() if kept.deadline > now}
-            job = self._claim(job_id, self)
+            job = self._claim(job_id, _RenterHeadroom(self, renter))
             if job.state is JobState.CLAIMED:
                 self._jobs[job_id] = job
         return job
 
-    def check(self, job_id: int) -> None:
-        """Refuse a new claim while every stream slot is promised (called under the lock)."""
+    def check(self, job_id: int, renter: str | None = None) -> None:
+        """Refuse a new claim while every stream slot is promised, or ``renter`` holds its
+        share of them (called under the lock)."""
+        if renter is not None:
+            held = [key for key, kept in self._jobs.items() if _same(kept.renter, renter)]
+            if len(held) >= self._per_renter:
+                soonest = min(self._jobs[key].deadline for key in held)
+                raise LimitExceeded(
+                    "this renter holds its share of claimed jobs it has not asked for: ask for one first",
+                    code="too_many_claims",
+                    job_id=job_id,
+                    held=len(held),
+                    retry_after_s=max(1, int(soonest - self._clock())),
+                )
         promised = len(self._jobs) + self._slots.used
         if promised >= self._slots.limit:
             raise JobRejected(
@@ -83,3 +102,18 @@ class JobClaims:
         """Return, once, the record of a job claimed at its handshake and not yet answered."""
         with self._lock:
             return self._jobs.pop(job_id, None)
+
+
+class _RenterHeadroom:
+    """The claims' headroom check for one renter's new claim."""
+
+    def __init__(self, claims: JobClaims, renter: str) -> None:
+        self._claims = claims
+        self._renter = renter
+
+    def check(self, job_id: int) -> None:
+        self._claims.check(job_id, self._renter)
+
+
+def _same(address: str, other: str) -> bool:
+    return address.lower() == other.lower()

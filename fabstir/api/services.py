@@ -96,5 +96,6 @@ class ApiContext:
                 ),
                 slots,
                 machine=services.capacity,
+                per_renter=settings.max_claims_per_renter,
             ),
         )

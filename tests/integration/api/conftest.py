@@ -156,5 +156,11 @@ def api_node(
         tmp_path_factory.mktemp("api-node"),
         tiny_model,
         api_prover_dir,
-        ApiSettings(rate_per_ip_per_min=100_000, rate_per_renter_per_min=100_000),
+        # One renter posts every test's jobs; tests of refused requests leave theirs claimed
+        # and never asked, which the per-renter share of claims would count.
+        ApiSettings(
+            rate_per_ip_per_min=100_000,
+            rate_per_renter_per_min=100_000,
+            max_claims_per_renter=1_000,
+        ),
     )

@@ -33,7 +33,10 @@ def cached_node(
     root = tmp_path_factory.mktemp("api-cache-node")
     cache = SemanticCache(str(root / "cache"), Embedder(embedding_model_path), 0.9)
 
-    settings = ApiSettings(rate_per_ip_per_min=100_000, rate_per_renter_per_min=100_000)
+    # As the api_node fixture: one renter, and refused requests leave their jobs unasked.
+    settings = ApiSettings(
+        rate_per_ip_per_min=100_000, rate_per_renter_per_min=100_000, max_claims_per_renter=1_000
+    )
     for node in start_node(root, tiny_model, api_prover_dir, settings, cache):
         yield node, cache
 

@@ -106,6 +106,22 @@ def test_a_host_without_capacity_refuses_the_job_with_retry_after(
     assert api_node.renter.chain.get_job(job_id).state is JobState.POSTED and claim_txs == []
 
 
+def test_a_renter_holding_its_share_of_unasked_jobs_gets_429_and_the_job_stays_posted(
+    api_node: ApiNode, claim_txs: list[int]
+) -> None:
+    settings = api_node.settings.model_copy(update={"max_claims_per_renter": 1})
+    held, refused = api_node.post_chat(MESSAGES), api_node.post_chat(MESSAGES)
+
+    with TestClient(create_app(settings, api_node.services)) as client:
+        assert client.post("/v1/auth", json=auth_body(api_node, held)).status_code == 200
+        response = client.post("/v1/auth", json=auth_body(api_node, refused))
+
+    assert response.status_code == 429 and int(response.headers["Retry-After"]) >= 1
+    assert error_of(response)["code"] == "too_many_claims"
+    assert api_node.renter.chain.get_job(refused).state is JobState.POSTED
+    assert claim_txs == [held]
+
+
 def test_a_job_claimed_at_the_handshake_but_never_used_is_refunded_at_its_deadline(
     api_node: ApiNode,
 ) -> None:

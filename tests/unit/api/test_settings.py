@@ -13,6 +13,7 @@ from fabstir.settings import load_settings
         ("FABSTIR_API__MAX_BODY_BYTES", "10"),
         ("FABSTIR_API__RATE_PER_IP_PER_MIN", "0"),
         ("FABSTIR_API__MAX_STREAMS", "-1"),
+        ("FABSTIR_API__MAX_CLAIMS_PER_RENTER", "0"),
         ("FABSTIR_API__TOKEN_TIMEOUT_S", "0"),
         ("FABSTIR_API__AUTH_MAX_TTL_S", "abc"),
     ],
