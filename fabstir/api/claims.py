@@ -80,7 +80,7 @@ class JobClaims:
             if len(held) >= self._per_renter:
                 soonest = min(self._jobs[key].deadline for key in held)
                 raise LimitExceeded(
-                    "this renter holds its share of claimed jobs it has not asked for: ask for one first",
+                    "this renter holds its share of claimed jobs not yet asked for: ask for one",
                     code="too_many_claims",
                     job_id=job_id,
                     held=len(held),
