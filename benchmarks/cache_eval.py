@@ -80,7 +80,7 @@ def replay(
     patch = (
         nullcontext()
         if guard
-        else mock.patch("fabstir.cache.semantic.near_miss_reason", lambda prompt, cached: None)
+        else mock.patch("fabstir.cache.semantic.near_miss_reason", lambda *args, **kwargs: None)
     )
     with tempfile.TemporaryDirectory() as directory, patch:
         cache = SemanticCache(directory, embedder, threshold)

@@ -233,7 +233,7 @@ class CacheSettings(BaseModel):
     enabled: bool = Field(default=True, description="Answer repeated prompts from the cache.")
     uri: str | None = Field(default=None, description="LanceDB directory (default HOME/cache).")
     similarity_threshold: float = Field(
-        default=0.86,
+        default=0.79,
         gt=0,
         le=1,
         description="Cosine similarity a semantic hit must reach (tuned by benchmarks.cache_eval).",

@@ -344,7 +344,7 @@ class SemanticCache:
                 break
             if row["created_at"] < made_after:  # expired, not yet evicted
                 continue
-            reason = near_miss_reason(prompt, row["prompt"])
+            reason = near_miss_reason(prompt, row["prompt"], similarity=similarity)
             if reason is None:
                 return _hit(row, similarity=similarity, kind="semantic")
             log.debug("semantic candidate refused", extra={"reason": reason})
@@ -352,7 +352,8 @@ class SemanticCache:
 
 
 def _similarity(row: dict[str, Any]) -> float:
-    return 1.0 - float(row["_distance"])
+    # Rounding can put a distance a hair outside [0, 2]; the guard takes only [-1, 1].
+    return min(1.0, max(-1.0, 1.0 - float(row["_distance"])))
 
 
 def _hit(row: dict[str, Any], *, similarity: float, kind: Literal["exact", "semantic"]) -> CacheHit:

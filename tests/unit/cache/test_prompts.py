@@ -5,6 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fabstir.cache.prompts import (
+    ADDED_WORD_SIMILARITY,
     near_miss_reason,
     negation_words,
     normalise_prompt,
@@ -280,3 +281,70 @@ def test_near_miss_rules_units_names_ends(prompt: str, cached: str, reason: str 
 def test_near_miss_reason_takes_odd_text(prompt: str) -> None:
     assert near_miss_reason(prompt, prompt) is None
     assert prompt_units(prompt) == frozenset()
+
+
+# A content word on one side only refuses a hit below ADDED_WORD_SIMILARITY; adjectives and
+# adverbs, and a word the other prompt has in another form, do not count.
+@pytest.mark.parametrize(
+    ("prompt", "cached", "reason"),
+    [
+        ("What ended the Cold War?", "What was the Cold War?", "word added"),
+        ("What is the square root of 144?", "What is the square of 144?", "word added"),
+        (
+            "Explain the converse of the Pythagorean theorem.",
+            "Explain the Pythagorean theorem.",
+            "word added",
+        ),
+        ("Can you explain Pythagoras' theorem simply?", "Explain the Pythagorean theorem.", None),
+        ("What's the best way to get rid of fruit flies?", "how do i get rid of fruit flies", None),
+        (
+            "How does a Roth IRA differ from a traditional IRA?",
+            "Roth IRA vs traditional IRA difference",
+            None,
+        ),
+    ],
+)
+def test_added_word_refuses_below_the_similarity(
+    prompt: str, cached: str, reason: str | None
+) -> None:
+    similarity = ADDED_WORD_SIMILARITY - 0.01
+    assert near_miss_reason(prompt, cached, similarity=similarity) == reason
+    assert near_miss_reason(cached, prompt, similarity=similarity) == reason
+
+
+def test_added_word_passes_at_high_similarity() -> None:
+    # "how does photosynthesis work in plants": a paraphrase this close adds a word freely.
+    prompt, cached = "How does photosynthesis work in plants?", "How does photosynthesis work?"
+    assert near_miss_reason(prompt, cached, similarity=0.85) == "word added"
+    assert near_miss_reason(prompt, cached, similarity=ADDED_WORD_SIMILARITY) is None
+    assert near_miss_reason(prompt, cached) is None  # similarity unknown: taken as 1
+
+
+@pytest.mark.parametrize("similarity", [1.5, -1.01, float("nan")])
+def test_near_miss_reason_refuses_a_similarity_out_of_range(similarity: float) -> None:
+    with pytest.raises(ValueError, match="similarity"):
+        near_miss_reason("a", "b", similarity=similarity)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "cached", "reason"),
+    [
+        # A comparison reads the same both ways ...
+        ("when do you use a semicolon vs a colon", "colon vs semicolon", None),
+        ("How is APY different from APR?", "APR vs APY", None),
+        # ... a trip or a substitution does not.
+        (
+            "Avoid jet lag flying from New York to London",
+            "Avoid jet lag flying from London to New York",
+            "direction differs",
+        ),
+        (
+            "Can I substitute baking soda for baking powder?",
+            "Can I substitute baking powder for baking soda?",
+            "direction differs",
+        ),
+    ],
+)
+def test_order_is_ignored_in_a_comparison(prompt: str, cached: str, reason: str | None) -> None:
+    assert near_miss_reason(prompt, cached) == reason
+    assert near_miss_reason(cached, prompt) == reason
