@@ -7,7 +7,9 @@ For the same prompts, the core calls made directly (baseline: the seven steps, t
 quality row, which the flow also writes) and the same job run as a deployment run in this
 process, the way `fabstir-node run` runs it (candidate: run created from the deployment, eight
 tasks, runner heartbeats, progress and summary artifacts, on the runner's job thread, against a
-server started with the node's settings). ``pickup_s``: from the renter's postJob transaction
+server started with the node's settings). Each pair is followed by a SETTLE_S pause, so what a
+run leaves to land after it (artifact writes, the server's handling of its events) is not timed
+as part of the next direct job. ``pickup_s``: from the renter's postJob transaction
 being mined to the host's claim being on chain, with the watcher polling at its default
 interval (FABSTIR_CHAIN__WATCH_POLL_S). All figures are medians. With --json the last line is
 one JSON object with keys direct_ms, flow_ms, overhead_ms, pickup_s.
@@ -29,6 +31,7 @@ from typing import Any
 PROMPTS = ("Write a haiku about the sea.", "Name three rivers.", "What is two plus two?")
 MAX_TOKENS = 32
 PRICE_WEI = 10**14  # above the watcher's gas floor
+SETTLE_S = 0.5
 
 
 def _direct(job_id: int) -> float:
@@ -129,6 +132,9 @@ def main() -> None:
                 direct = _direct(post(prompt))
                 os.environ["FABSTIR_CACHE__URI"] = str(workdir / f"cache-flow-{i}")
                 flow = via_flow(post(prompt))
+                # What a run leaves behind (its artifact writes, the server's handling of its
+                # events) lands now, not in the next direct job's time.
+                time.sleep(SETTLE_S)
                 if i > 0:  # the first pair loads models, keys and Prefect
                     direct_ms.append(direct)
                     flow_ms.append(flow)

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from prefect import task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from blocks import ChainBlock, StorageBlock, current_settings
@@ -9,6 +8,7 @@ from fabstir import pipeline
 from fabstir.domain import ClaimedJob, InferenceResult, SettlementQueued, StoredResult
 from fabstir.summary import queued_summary_markdown
 from tasks._policy import RETRIES, RETRY_DELAYS_S, retry_transient
+from tasks._progress import write_summary
 
 
 @task(
@@ -31,9 +31,9 @@ def queue_settlement(
     queue = pipeline.SettlementQueue(StorageBlock.from_settings(settings).get_client())
     queued = pipeline.queue_settlement(queue, settings.settlement, claimed, stored, result, now)
     if queued is not None:
-        create_markdown_artifact(
+        write_summary(
+            claimed.job.job_id,
             queued_summary_markdown(claimed, queued),
-            key=f"job-{claimed.job.job_id}",
-            description="The job's result, queued for batch settlement.",
+            "The job's result, queued for batch settlement.",
         )
     return queued

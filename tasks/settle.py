@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from prefect import task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from blocks import ChainBlock, current_settings
@@ -9,6 +8,7 @@ from fabstir import pipeline
 from fabstir.domain import ClaimedJob, InferenceResult, ProofBundle, Receipt, StoredResult
 from fabstir.summary import job_summary_markdown
 from tasks._policy import RETRIES, RETRY_DELAYS_S, retry_transient
+from tasks._progress import write_summary
 
 
 @task(
@@ -26,11 +26,11 @@ def settle(
     settings = current_settings()
     chain = ChainBlock.from_settings(settings).get_client()
     receipt = pipeline.settle_job(chain, claimed, stored, result, proof)
-    create_markdown_artifact(
+    write_summary(
+        claimed.job.job_id,
         job_summary_markdown(
             claimed, result, proof, receipt, settings.orchestration.explorer_tx_url
         ),
-        key=f"job-{claimed.job.job_id}",
-        description="What the job ran on, what it cost and where its records are.",
+        "What the job ran on, what it cost and where its records are.",
     )
     return receipt

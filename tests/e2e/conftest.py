@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from web3 import HTTPProvider, Web3
@@ -139,3 +140,22 @@ def run_states_since(job_id: int, since: datetime, timeout_s: float = 60) -> lis
             if all(state.is_final() for state in states) or time.monotonic() > deadline:
                 return sorted(state.type.value for state in states)
             time.sleep(0.2)
+
+
+def artifact_written(
+    key: str, since: datetime, done: Callable[[Any], bool] = lambda _: True, timeout_s: float = 10
+) -> Any:
+    """The latest artifact ``key`` updated after ``since`` for which ``done`` holds. A job writes
+    its artifacts off its own thread (tasks/_progress.py), so one may land just after the run
+    ends."""
+    from prefect.artifacts import Artifact
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        artifact = Artifact.get(key)
+        fresh = artifact is not None and artifact.updated is not None and artifact.updated >= since
+        if fresh and done(artifact):
+            return artifact
+        if time.monotonic() > deadline:
+            raise AssertionError(f"artifact {key} not written since {since}: {artifact}")
+        time.sleep(0.1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,12 @@ from fabstir.pipeline import proof_path_for
 from fabstir.proofs import BillingProver, BillingStatement, verify_delivery
 from fabstir.storage import decode_record, get_verified
 from flows.inference_job import inference_job
-from tests.e2e.conftest import PRICE_PER_TOKEN_WEI, STABLE_PRICE_PER_TOKEN, Node
+from tests.e2e.conftest import (
+    PRICE_PER_TOKEN_WEI,
+    STABLE_PRICE_PER_TOKEN,
+    Node,
+    artifact_written,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -105,15 +111,16 @@ def test_a_job_is_credited_exactly_then_withdrawn_stored_and_proven(
     assert (delivery.tokens, delivery.proved_with) == (receipt.tokens, (job_id,))
 
 
-def test_generation_progress_is_shown_as_an_artifact(node: Node) -> None:
-    from prefect.artifacts import Artifact
-
+def test_generation_progress_and_the_summary_are_shown_as_artifacts(node: Node) -> None:
+    since = datetime.now(UTC)
     job_id = node.post("the dog sat on the sun")
     inference_job(job_id)
 
-    artifact = Artifact.get(f"job-{job_id}-progress")
-    assert artifact is not None and artifact.type == "progress"
-    assert artifact.data == 100.0
+    progress = artifact_written(f"job-{job_id}-progress", since, lambda a: a.data == 100.0)
+    assert progress.type == "progress"
+    summary = artifact_written(f"job-{job_id}", since)
+    assert summary.type == "markdown" and summary.data.startswith(f"# Job {job_id}\n")
+    assert summary.task_run_id is not None, "the summary belongs to the settle step's run"
 
 
 def test_a_paraphrase_is_answered_from_the_cache_and_still_billed_and_proven(

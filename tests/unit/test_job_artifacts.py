@@ -1,0 +1,63 @@
+"""A job's artifacts are written off its thread: a write the API refuses is logged, and the job
+does not wait for it or fail because of it."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Callable
+
+import pytest
+from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+from tasks._progress import GenerationProgress, write_summary
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _warnings_about(caplog: pytest.LogCaptureFixture, job_id: int) -> list[logging.LogRecord]:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        found = [r for r in caplog.records if getattr(r, "job_id", None) == job_id]
+        if found:
+            return found
+        time.sleep(0.05)
+    return []
+
+
+def _summary(job_id: int) -> None:
+    write_summary(job_id, f"# Job {job_id}\n", "What the job cost.")
+
+
+def _progress(job_id: int) -> None:
+    GenerationProgress(job_id, max_tokens=16).complete()
+
+
+# The writes run outside a flow here (a run needs a server), which Prefect warns about.
+@pytest.mark.filterwarnings("ignore:Artifact creation outside:FutureWarning")
+@pytest.mark.parametrize(
+    ("write", "warning"),
+    [(_summary, "job summary not written"), (_progress, "progress artifact not written")],
+)
+def test_an_artifact_the_api_refuses_is_logged_and_the_job_goes_on(
+    caplog: pytest.LogCaptureFixture, write: Callable[[int], None], warning: str
+) -> None:
+    job_id = 7
+    # A real refusal: nothing listens on the port, and the client gives up at once.
+    unreachable = f"http://127.0.0.1:{_closed_port()}/api"
+    with (
+        temporary_settings(updates={PREFECT_API_URL: unreachable, PREFECT_CLIENT_MAX_RETRIES: 0}),
+        caplog.at_level(logging.WARNING, logger="tasks._progress"),
+    ):
+        started = time.monotonic()
+        write(job_id)
+        returned_s = time.monotonic() - started
+        warnings = _warnings_about(caplog, job_id)
+
+    assert returned_s < 0.05, "the job waited for the API"
+    assert [record.getMessage().split(":")[0] for record in warnings] == [warning]
