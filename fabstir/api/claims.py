@@ -67,25 +67,28 @@ class JobClaims:
             now = self._clock()
             # A record is dropped once used or past its deadline, so unused ones cannot pile up.
             self._jobs = {key: kept for key, kept in self._jobs.items() if kept.deadline > now}
-            job = self._claim(job_id, _RenterHeadroom(self, renter))
-            if job.state is JobState.CLAIMED:
+            headroom = _RenterHeadroom(self, renter)
+            job = self._claim(job_id, headroom)
+            # Only a claim made here is a promise to keep: a job already ours (a renter
+            # authenticating again, e.g. to read its result) is not recorded once more.
+            if headroom.claimed and job.state is JobState.CLAIMED:
                 self._jobs[job_id] = job
         return job
 
-    def check(self, job_id: int, renter: str | None = None) -> None:
+    def _check(self, job_id: int, renter: str) -> None:
         """Refuse a new claim while every stream slot is promised, or ``renter`` holds its
         share of them (called under the lock)."""
-        if renter is not None:
-            held = [key for key, kept in self._jobs.items() if _same(kept.renter, renter)]
-            if len(held) >= self._per_renter:
-                soonest = min(self._jobs[key].deadline for key in held)
-                raise LimitExceeded(
-                    "this renter holds its share of claimed jobs not yet asked for: ask for one",
-                    code="too_many_claims",
-                    job_id=job_id,
-                    held=len(held),
-                    retry_after_s=max(1, int(soonest - self._clock())),
-                )
+        held = [key for key, kept in self._jobs.items() if _same(kept.renter, renter)]
+        if len(held) >= self._per_renter:
+            # Asking for a held job frees a place at once; else the soonest deadline does.
+            soonest = min(self._jobs[key].deadline for key in held)
+            raise LimitExceeded(
+                "this renter holds its share of claimed jobs not yet asked for: ask for one",
+                code="too_many_claims",
+                job_id=job_id,
+                held=len(held),
+                retry_after_s=max(1, int(soonest - self._clock())),
+            )
         promised = len(self._jobs) + self._slots.used
         if promised >= self._slots.limit:
             raise JobRejected(
@@ -105,14 +108,17 @@ class JobClaims:
 
 
 class _RenterHeadroom:
-    """The claims' headroom check for one renter's new claim."""
+    """The claims' headroom check for one renter's handshake; ``claimed`` once it passed (the
+    check is made only before a new claim)."""
 
     def __init__(self, claims: JobClaims, renter: str) -> None:
         self._claims = claims
         self._renter = renter
+        self.claimed = False
 
     def check(self, job_id: int) -> None:
-        self._claims.check(job_id, self._renter)
+        self._claims._check(job_id, self._renter)
+        self.claimed = True
 
 
 def _same(address: str, other: str) -> bool:

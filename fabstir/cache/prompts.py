@@ -447,7 +447,7 @@ def near_miss_reason(prompt: str, cached_prompt: str, *, similarity: float = 1.0
     restriction ("only", "even"); a remaining pair of WordNet opposites or siblings, or of words
     that differ by a contrasting prefix; a named entity missing from the other prompt; two shared
     words in reverse order around a direction word, or a word one prompt goes from and the other
-    goes to (order is ignored in a comparison: "X vs Y"); another question word
+    goes to (order is ignored when both prompts compare: "X vs Y"); another question word
     (who/when/where/why); two different adjectives; a single content word swapped for another;
     and, when ``similarity`` (the prompts' cosine similarity; 1 when unknown) is below
     :data:`ADDED_WORD_SIMILARITY`, content words on one side only, besides adjectives and adverbs.
@@ -484,7 +484,9 @@ def near_miss_reason(prompt: str, cached_prompt: str, *, similarity: float = 1.0
                 return "sibling words"
     if _lost_entities(prompt, cached_prompt) or _lost_entities(cached_prompt, prompt):
         return "entity differs"
-    comparison = _is_comparison(prompt) or _is_comparison(cached_prompt)
+    # Both must compare: a comparison word on one side only ("is X faster than Y, compared
+    # to...?") leaves the other side's order meaningful.
+    comparison = _is_comparison(prompt) and _is_comparison(cached_prompt)
     if _ends_swapped(prompt, cached_prompt) or (
         not comparison and _order_reversed(prompt, cached_prompt)
     ):

@@ -28,7 +28,8 @@ class Headroom(Protocol):
     counts the jobs it holds for renters)."""
 
     def check(self, job_id: int) -> None:
-        """Raise ``JobRejected(code="no_capacity")`` when no new job should be claimed."""
+        """Raise ``JobRejected(code="no_capacity")`` when no new job should be claimed (the
+        API's per-renter share raises ``LimitExceeded(code="too_many_claims")``)."""
 
 
 def claim_job(
@@ -104,6 +105,7 @@ def claim_for_renter(
 
     Raises:
         JobRejected: as :func:`claim_job`, less the prompt's errors.
+        LimitExceeded: ``capacity`` refused the renter another claim.
         ContractRevert: the contract refused the claim (simulated first, so no gas is spent).
     """
     job = chain.get_job(job_id)

@@ -38,42 +38,51 @@ def job(job_id: int, state: JobState, deadline: int = NOW + 100, renter: str = R
 
 
 def test_a_claimed_jobs_record_serves_its_first_request_only() -> None:
-    on_chain = {1: job(1, JobState.CLAIMED), 2: job(2, JobState.SETTLED)}
-    claims = JobClaims(lambda job_id, _: on_chain[job_id], StreamSlots(4), clock=lambda: NOW)
+    chain = Chain()
+    chain.jobs[2] = job(2, JobState.SETTLED)
+    claims = JobClaims(chain.claim, StreamSlots(4), clock=lambda: NOW)
 
-    assert claims.claim(1, RENTER) == on_chain[1] and claims.claim(2, RENTER) == on_chain[2]
+    claimed = claims.claim(1, RENTER)
+    assert claims.claim(1, RENTER) == claimed, "authenticating again claims nothing"
+    assert claims.claim(2, RENTER).state is JobState.SETTLED
 
-    assert claims.take(1) == on_chain[1]
+    assert claims.take(1) == claimed
     assert claims.take(1) is None, "later requests read the chain"
     assert claims.take(2) is None, "a settled job has nothing to answer"
+    claims.claim(1, RENTER)  # e.g. to read the result: not a new promise
+    assert claims.take(1) is None and chain.claimed == [1]
 
 
 def test_records_of_jobs_never_used_are_dropped_after_their_deadline() -> None:
     clock = [float(NOW)]
-    on_chain = {1: job(1, JobState.CLAIMED, deadline=NOW + 10), 2: job(2, JobState.CLAIMED)}
-    claims = JobClaims(lambda job_id, _: on_chain[job_id], StreamSlots(4), clock=lambda: clock[0])
+    chain = Chain(deadlines={1: NOW + 10})
+    claims = JobClaims(chain.claim, StreamSlots(4), clock=lambda: clock[0])
     claims.claim(1, RENTER)
     clock[0] = NOW + 11
-    claims.claim(2, RENTER)
+    second = claims.claim(2, RENTER)
 
-    assert claims.take(1) is None and claims.take(2) == on_chain[2]
+    assert claims.take(1) is None and claims.take(2) == second
 
 
 class Chain:
     """Stands in for claim_for_renter's chain side: a posted job is checked, then claimed."""
 
-    def __init__(self, renters: dict[int, str] | None = None) -> None:
+    def __init__(
+        self, renters: dict[int, str] | None = None, deadlines: dict[int, int] | None = None
+    ) -> None:
         self.jobs: dict[int, Job] = {}
         self.claimed: list[int] = []
         self.renters = renters or {}
+        self.deadlines = deadlines or {}
 
     def claim(self, job_id: int, headroom: Headroom) -> Job:
         renter = self.renters.get(job_id, RENTER)
-        current = self.jobs.get(job_id, job(job_id, JobState.POSTED, renter=renter))
+        deadline = self.deadlines.get(job_id, NOW + 100)
+        current = self.jobs.get(job_id, job(job_id, JobState.POSTED, deadline, renter))
         if current.state is JobState.POSTED:
             headroom.check(job_id)
             self.claimed.append(job_id)
-            current = self.jobs[job_id] = job(job_id, JobState.CLAIMED, renter=renter)
+            current = self.jobs[job_id] = job(job_id, JobState.CLAIMED, deadline, renter)
         return current
 
 

@@ -343,8 +343,26 @@ def test_near_miss_reason_refuses_a_similarity_out_of_range(similarity: float) -
             "Can I substitute baking powder for baking soda?",
             "direction differs",
         ),
+        # A comparison word on one side only leaves the other side's order meaningful.
+        (
+            "Compare: is Python faster than Java?",
+            "Is Java faster than Python?",
+            "direction differs",
+        ),
+        (
+            "Why do I get a different answer when I convert Celsius to Fahrenheit?",
+            "How do I convert Fahrenheit to Celsius?",
+            "direction differs",
+        ),
+        (
+            "Can I substitute baking soda for baking powder?",
+            "Can I substitute baking powder for baking soda, and what is the difference?",
+            "direction differs",
+        ),
     ],
 )
-def test_order_is_ignored_in_a_comparison(prompt: str, cached: str, reason: str | None) -> None:
+def test_order_is_ignored_only_when_both_prompts_compare(
+    prompt: str, cached: str, reason: str | None
+) -> None:
     assert near_miss_reason(prompt, cached) == reason
     assert near_miss_reason(cached, prompt) == reason
