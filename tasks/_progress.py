@@ -15,11 +15,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from uuid import UUID
 
-from prefect.artifacts import (
-    create_markdown_artifact,
-    create_progress_artifact,
-    update_progress_artifact,
-)
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
+from prefect.settings import get_current_settings
+from prefect.utilities.context import get_task_and_flow_run_ids
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +26,45 @@ log = logging.getLogger(__name__)
 UPDATE_EVERY_S = 0.5
 
 # One thread, so writes land in the order they were asked for (a progress artifact's last update
-# after its earlier ones). The job waits for none of them: a write still queued when the job ends
-# lands a few ms later, while Prefect records the job's last steps.
+# after its earlier ones). The job waits for none of them: a write may land after its job ended.
 _writer = ThreadPoolExecutor(1, thread_name_prefix="artifacts")
+# The writer's own API clients, one per API URL, open for the process's life: a write that lands
+# after its flow ended must not use the flow's client, which the flow closes when it ends.
+_clients: dict[str, SyncPrefectClient] = {}
 
 
 def _in_background(write: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
-    # The copied context carries the task run the artifact belongs to, and its API client.
+    # The copied context carries the run the artifact belongs to and the settings (API URL).
     context = contextvars.copy_context()
     return _writer.submit(context.run, write, *args, **kwargs)
+
+
+def _client() -> SyncPrefectClient:
+    url = get_current_settings().api.url or ""
+    client = _clients.get(url)
+    if client is None:
+        # httpx settings of its own make get_client build a new client, not hand back the
+        # caller's (see get_client: a context's client is reused only for the same settings).
+        client = get_client(sync_client=True, httpx_settings={})
+        client.__enter__()
+        _clients[url] = client
+    return client
+
+
+def _create(kind: str, key: str, data: Any, description: str) -> UUID:
+    """Create an artifact of the run the write was asked from; return its id."""
+    task_run_id, flow_run_id = get_task_and_flow_run_ids()
+    created = _client().create_artifact(
+        ArtifactCreate(
+            type=kind,
+            key=key,
+            data=data,
+            description=description,
+            task_run_id=task_run_id,
+            flow_run_id=flow_run_id,
+        )
+    )
+    return created.id
 
 
 def _warn_if_failed(written: Future[Any], what: str, job_id: int) -> None:
@@ -46,9 +75,7 @@ def _warn_if_failed(written: Future[Any], what: str, job_id: int) -> None:
 
 def write_summary(job_id: int, markdown: str, description: str) -> None:
     """Attach the job's summary (key ``job-<id>``) to the calling task run."""
-    written = _in_background(
-        create_markdown_artifact, markdown, key=f"job-{job_id}", description=description
-    )
+    written = _in_background(_create, "markdown", f"job-{job_id}", markdown, description)
     written.add_done_callback(lambda done: _warn_if_failed(done, "job summary", job_id))
 
 
@@ -59,10 +86,11 @@ class GenerationProgress:
         self._job_id = job_id
         self._max_tokens = max_tokens
         self._artifact_id = _in_background(
-            create_progress_artifact,
-            progress=0.0,
-            key=f"job-{job_id}-progress",
-            description=f"Tokens generated for job {job_id}, of at most {max_tokens}.",
+            _create,
+            "progress",
+            f"job-{job_id}-progress",
+            0.0,
+            f"Tokens generated for job {job_id}, of at most {max_tokens}.",
         )
         self._last_update = time.monotonic()
 
@@ -82,4 +110,4 @@ class GenerationProgress:
     def _update(self, progress: float) -> None:
         # Runs on the writer thread after the creation, which it follows in the queue.
         artifact_id: UUID = self._artifact_id.result()
-        update_progress_artifact(artifact_id, progress=progress)
+        _client().update_artifact(artifact_id, ArtifactUpdate(data=progress))
