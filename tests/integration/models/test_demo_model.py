@@ -55,6 +55,16 @@ def test_the_command_reports_a_target_it_cannot_write(
     assert output.out == "" and output.err.startswith("demo model not created:")
 
 
+def test_the_command_keeps_a_good_file_and_remakes_a_stale_one(tmp_path: Path) -> None:
+    target = tmp_path / "demo.gguf"
+    target.write_bytes(b"an older conversion")
+    assert main(["--target", str(target)]) == 0
+    assert target.read_bytes() == demo_model_path().read_bytes()
+    made_ns = target.stat().st_mtime_ns
+    assert main(["--target", str(target)]) == 0
+    assert target.stat().st_mtime_ns == made_ns, "a good file is left as it is"
+
+
 def test_the_node_serves_the_demo_model_by_default() -> None:
     [spec] = Settings().host.models
     assert (spec.id, spec.uri, spec.sha256) == (
