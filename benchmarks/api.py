@@ -19,9 +19,10 @@ machine. Medians over the repeats.
 
 By default the node runs each job's steps by calling the pipeline directly; with ``--flow`` it
 runs them as a Prefect flow run, as `fabstir-node serve` does (a Prefect server of its own on
-SQLite), so the time to first token also holds what Prefect does before the infer step. Tokens
-are released to the renter only from that step: when the answer is complete before the flow gets
-there, it arrives in one burst and tokens/s says nothing about decoding.
+SQLite, the flow started at the handshake to wait for the request, the cache off as in the direct
+path), so the time to first token also holds what Prefect does between the request and the infer
+step. Tokens are released to the renter only from that step: when the answer is complete before
+the flow gets there, it arrives in one burst and tokens/s says nothing about decoding.
 """
 
 from __future__ import annotations
@@ -153,6 +154,9 @@ def _start_serving_node(root: Path, spec: ModelSpec) -> tuple[str, Callable[[], 
             "FABSTIR_ENGINE__SEED": "42",
             "FABSTIR_API__PORT": "0",
             "FABSTIR_CHAIN__DEPLOYMENT_FILE": str(root / "devnet.json"),
+            # Every request repeats the prompt, so the cache would answer all but the first
+            # without generating; the direct path has no cache either.
+            "FABSTIR_CACHE__ENABLED": "false",
         }
     )
     settings = load_settings()

@@ -93,14 +93,15 @@ class LocalRunner:
         """Queue a job; called from the watcher's thread, so it never blocks."""
         self._jobs.put(job_id)
 
-    def run_now(self, job_id: int) -> Future[Receipt]:
-        """Start a run of a job a renter asked the API for (the API holds its stream); the
-        future has the run's receipt, or raises the flow's error.
+    def run_now(self, job_id: int, await_request_s: float = 0.0) -> Future[Receipt | None]:
+        """Start a run of a job a renter asked the API for (the API holds its stream), or, with
+        ``await_request_s``, one that waits that long for its renter's request; the future has
+        the run's receipt (None for a run whose renter did not ask), or raises the flow's error.
 
         Each request gets a run of its own: the API lets one request at a time stream a job, and
         a job refused or cancelled once may be asked for again.
         """
-        return self._executor.submit(self._run_direct, job_id)
+        return self._executor.submit(self._run_direct, job_id, await_request_s)
 
     def run(self) -> None:
         while not self._stopping.is_set():
@@ -132,24 +133,28 @@ class LocalRunner:
 
     def _run_job(self, job_id: int) -> None:
         # A job announced twice gets one run.
-        self._execute(job_id, idempotency_key=f"job-{job_id}-posted")
+        self._execute({"job_id": job_id}, idempotency_key=f"job-{job_id}-posted")
 
-    def _run_direct(self, job_id: int) -> Receipt:
-        state = self._execute(job_id, idempotency_key=None)
+    def _run_direct(self, job_id: int, await_request_s: float) -> Receipt | None:
+        parameters: dict[str, Any] = {"job_id": job_id}
+        if await_request_s:
+            parameters["await_request_s"] = await_request_s
+        state = self._execute(parameters, idempotency_key=None)
         assert state is not None, "a run without an idempotency key is always new"
         return state.result()
 
-    def _execute(self, job_id: int, idempotency_key: str | None) -> State | None:
-        """Create and execute the job's run; return its final state, or None if the key
-        already had a run."""
+    def _execute(self, parameters: dict[str, Any], idempotency_key: str | None) -> State | None:
+        """Create and execute a run of the job ``parameters`` name; return its final state, or
+        None if the key already had a run."""
         assert self._deployment_id is not None and self._run_settings, "call start() first"
+        job_id = parameters["job_id"]
         run_settings = SettingsContext(
             profile=get_settings_context().profile, settings=self._run_settings
         )
         with run_settings:
             flow_run = self._thread_client().create_flow_run_from_deployment(
                 self._deployment_id,
-                parameters={"job_id": job_id},
+                parameters=parameters,
                 name=self._run_name.format(job_id=job_id),
                 state=Pending(),
                 idempotency_key=idempotency_key,
@@ -157,7 +162,7 @@ class LocalRunner:
             if flow_run.state is None or not flow_run.state.is_pending():
                 log.info("job already has a run", extra={"job_id": job_id, "run": str(flow_run.id)})
                 return None
-            return self._execute_run(job_id, flow_run)
+            return self._execute_run(job_id, flow_run, parameters)
 
     def _thread_client(self) -> SyncPrefectClient:
         """This thread's Prefect API client, which the flow engine picks up too; kept for the
@@ -169,7 +174,7 @@ class LocalRunner:
             clients.__enter__()  # left entered: the context is this thread's from now on
         return clients.client
 
-    def _execute_run(self, job_id: int, flow_run: FlowRun) -> State:
+    def _execute_run(self, job_id: int, flow_run: FlowRun, parameters: dict[str, Any]) -> State:
         with self._lock:
             self._running[flow_run.id] = flow_run
         self._heartbeat(flow_run)
@@ -181,7 +186,7 @@ class LocalRunner:
         unwatched = flow_run.model_copy(update={"deployment_id": None})
         try:
             state = run_flow_sync(
-                self._flow, flow_run=unwatched, parameters={"job_id": job_id}, return_type="state"
+                self._flow, flow_run=unwatched, parameters=parameters, return_type="state"
             )
             log.info("job run ended", extra={"job_id": job_id, "state": state.type.value})
             return state

@@ -549,6 +549,19 @@ class ApiSettings(BaseModel):
         description="Jobs one renter may have claimed at the handshake and not yet asked for "
         "(429 beyond).",
     )
+    request_wait_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=300,
+        description="How long a job's flow, started when its renter authenticates, waits for "
+        "the request before ending (0: start each flow at its request).",
+    )
+    waiting_flows: int = Field(
+        default=2,
+        ge=0,
+        description="Flows started at handshakes that may wait for their request at once; each "
+        "holds one of the runner's jobs_per_worker slots while it waits.",
+    )
     first_token_timeout_s: float = Field(
         default=300.0,
         gt=0,

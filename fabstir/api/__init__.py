@@ -2,7 +2,7 @@
 
 from fabstir.api.app import create_app
 from fabstir.api.server import ApiServer
-from fabstir.api.services import ApiServices, JobRunner
+from fabstir.api.services import ApiServices, JobRunner, WaitingJobRunner
 from fabstir.api.streams import JobStream, JobStreams, StreamFailed, Turn, TurnEnded
 
 __all__ = [
@@ -14,5 +14,6 @@ __all__ = [
     "StreamFailed",
     "Turn",
     "TurnEnded",
+    "WaitingJobRunner",
     "create_app",
 ]

@@ -4,8 +4,8 @@ The request must match the job on chain (its renter, model, prompt hash and toke
 renter's first request is checked against the record read when the job was claimed at its
 handshake, so its answer starts generating without a chain read, and the flow's claim step
 confirms the job's state before any token is sent. The prompt document is stored where the claim
-step finds it, the job's flow starts, and the first event is awaited before anything is sent, so
-a failure at start is an ordinary JSON error.
+step finds it, the job's flow (started at the handshake, or now) is handed the request, and the
+first event is awaited before anything is sent, so a failure at start is an ordinary JSON error.
 """
 
 from __future__ import annotations
@@ -130,7 +130,8 @@ async def start_answer(
     try:
         try:
             await run_in_threadpool(_begin, ctx, job, document, params, stream)
-            future = ctx.services.run_job(job.job_id)
+            # The flow started at the handshake, if it still waits; else one of its own.
+            future = ctx.services.streams.hand_over(job.job_id) or ctx.services.run_job(job.job_id)
         except BaseException:
             ctx.services.streams.release(stream)  # no flow runs to release it
             raise

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 JobRunner = Callable[[int], "Future[Receipt | SettlementQueued]"]
 """Start the job's flow (in this process, so it finds the job's stream) and return its future."""
 
+WaitingJobRunner = Callable[[int, float], "Future[Receipt | SettlementQueued | None]"]
+"""Start the job's flow to wait up to N s for its renter's request (see JobStreams.prepare)."""
+
 
 @dataclass(frozen=True)
 class ApiServices:
@@ -49,6 +52,8 @@ class ApiServices:
     access_journal: Path | None = None
     # The claim's headroom check (RAM, GPU memory); None claims whatever the load.
     capacity: CapacityGuard | None = None
+    # Starts a job's flow at its renter's handshake; None starts each flow at its request.
+    start_waiting_job: WaitingJobRunner | None = None
 
     def __post_init__(self) -> None:
         if type(self.price_per_token_wei) is not int or self.price_per_token_wei <= 0:

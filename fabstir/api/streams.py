@@ -18,8 +18,10 @@ import asyncio
 import queue
 import threading
 from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
 
 from fabstir.domain import InferenceResult
 from fabstir.errors import JobRejected, TransientError
@@ -228,12 +230,88 @@ def _wake(woken: asyncio.Future[None]) -> None:
         woken.set_result(None)
 
 
+@dataclass
+class _PreparedRun:
+    run: Future[Any] | None = None
+    waiting: threading.Event = field(default_factory=threading.Event)
+    requested: threading.Event = field(default_factory=threading.Event)
+
+
 class JobStreams:
-    """The open streams of this process, one per job at most."""
+    """The open streams of this process, one per job at most, and the job flows started at
+    their renter's handshake that wait for its request.
+
+    A flow started at the handshake does its Prefect start-up (creating and starting the run,
+    ~0.1–0.2 s on 2 cores) before the renter asks, instead of between the request and its first
+    token; it then waits in :meth:`await_request` until the request is handed over to it
+    (:meth:`hand_over`), or gives up, and a later request starts a flow of its own.
+    """
 
     def __init__(self) -> None:
         self._streams: dict[int, JobStream] = {}
+        self._prepared: dict[int, _PreparedRun] = {}
         self._lock = threading.Lock()
+
+    def prepare(self, job_id: int, start: Callable[[], Future[Any]], *, most: int) -> bool:
+        """Start the job's flow with ``start`` to wait for its request, unless the job is being
+        answered, a flow already waits for it, or ``most`` flows already wait; return whether
+        it was started."""
+        prepared = _PreparedRun()
+        with self._lock:
+            if job_id in self._streams or job_id in self._prepared or len(self._prepared) >= most:
+                return False
+            self._prepared[job_id] = prepared
+        try:
+            prepared.run = run = start()
+        except BaseException:
+            self._forget(job_id, prepared)
+            raise
+        run.add_done_callback(lambda _: self._forget(job_id, prepared))
+        return True
+
+    def wait_until_waiting(self, job_id: int, timeout_s: float) -> None:
+        """Wait up to ``timeout_s`` until the job's prepared flow waits for the request (or has
+        ended)."""
+        with self._lock:
+            prepared = self._prepared.get(job_id)
+        if prepared is not None:
+            prepared.waiting.wait(timeout_s)
+
+    def await_request(self, job_id: int, timeout_s: float) -> bool:
+        """Called by the job's prepared flow: wait up to ``timeout_s`` for the renter's request;
+        return True once it was handed over, False if none came (or nothing was prepared)."""
+        with self._lock:
+            prepared = self._prepared.get(job_id)
+        if prepared is None:
+            return False
+        prepared.waiting.set()
+        prepared.requested.wait(timeout_s)
+        with self._lock:
+            # Decided under the lock, so a request and a timeout at the same moment agree.
+            if prepared.requested.is_set():
+                return True
+            self._forget_locked(job_id, prepared)
+            return False
+
+    def hand_over(self, job_id: int) -> Future[Any] | None:
+        """Give the request to the job's prepared flow and return that flow's future, or None
+        when no flow waits for it (the caller starts one)."""
+        with self._lock:
+            prepared = self._prepared.get(job_id)
+            if prepared is None or prepared.run is None or prepared.run.done():
+                return None
+            self._forget_locked(job_id, prepared)
+            prepared.requested.set()
+            return prepared.run
+
+    def _forget(self, job_id: int, prepared: _PreparedRun) -> None:
+        with self._lock:
+            self._forget_locked(job_id, prepared)
+        prepared.waiting.set()  # a flow that ended early no longer keeps the handshake waiting
+
+    def _forget_locked(self, job_id: int, prepared: _PreparedRun) -> None:
+        if self._prepared.get(job_id) is prepared:
+            del self._prepared[job_id]
 
     def open(self, job_id: int, first: Turn, *, multi_turn: bool = False) -> JobStream:
         """Open the stream of a job before its flow starts.

@@ -13,7 +13,7 @@ from fabstir.service import Service, ServiceGroup
 from fabstir.settings import Settings
 
 if TYPE_CHECKING:
-    from fabstir.api import ApiServer, JobRunner
+    from fabstir.api import ApiServer, WaitingJobRunner
 
 
 def register(commands: Any) -> None:
@@ -25,11 +25,12 @@ def register(commands: Any) -> None:
     serve.set_defaults(handler=run_serve)
 
 
-def build_api(settings: Settings, run_job: JobRunner | None = None) -> ApiServer:
+def build_api(settings: Settings, run_job: WaitingJobRunner | None = None) -> ApiServer:
     """Build the API server over the node's block clients, with the served models loaded.
 
-    ``run_job`` starts a request's job flow in this process (`fabstir-node run` passes its
-    runner's); without it the server runs the flows itself, ``jobs_per_worker`` at a time.
+    ``run_job`` starts a job's flow in this process, at a request or (with a wait in seconds)
+    at its renter's handshake (`fabstir-node run` passes its runner's); without it the server
+    runs the flows itself, ``jobs_per_worker`` at a time.
     """
     from blocks import ChainBlock, EngineBlock, StorageBlock, job_streams
     from blocks._clients import client_once
@@ -58,6 +59,7 @@ def build_api(settings: Settings, run_job: JobRunner | None = None) -> ApiServer
         store=StorageBlock.from_settings(settings).get_client(),
         streams=job_streams(),
         run_job=run_job,
+        start_waiting_job=run_job,
         proofs_dir=settings.prover.work_dir,
         host_private_key=settings.chain.host_private_key.get_secret_value(),
         price_per_token_wei=settings.host.price_per_token_wei,

@@ -1,8 +1,9 @@
 """A paid API request runs the job's real inference-job flow in the node's process.
 
-The API is built as `fabstir-node serve` builds it (``build_api``): each request starts the
-Prefect flow of its job, whose infer task finds the request's stream and publishes tokens to it as
-llama.cpp generates them; store, prove and settle finish after the stream.
+The API is built as `fabstir-node serve` builds it (``build_api``): the renter's handshake starts
+the Prefect flow of its job, which waits for the request; its infer task finds the request's
+stream and publishes tokens to it as llama.cpp generates them; store, prove and settle finish
+after the stream.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ LONG_PROMPT = "on sun sat"
 @pytest.fixture
 def api_url(node: Node, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("FABSTIR_API__PORT", "0")
+    yield from _serve()
+
+
+def _serve() -> Iterator[str]:
     server = build_api(load_settings())
     server.start()
     thread = threading.Thread(target=server.run, daemon=True)
@@ -146,3 +151,66 @@ def test_leaving_mid_stream_stops_the_flows_generation_and_bills_what_was_sent(
     after = _credits(node, renter.chain)
     assert after["renter"] - before["renter"] == 400 * PRICE_PER_TOKEN_WEI - paid
     assert (after["host"] - before["host"]) + (after["treasury"] - before["treasury"]) == paid
+
+
+def test_the_flow_started_at_the_handshake_answers_the_request_or_ends_when_none_comes(
+    node: Node, prover_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FABSTIR_API__PORT", "0")
+    monkeypatch.setenv("FABSTIR_API__REQUEST_WAIT_S", "2")
+    renter = RenterClient(node.deployment, ANVIL_KEYS[2], prover=BillingProver(prover_dir))
+    (offer,) = renter.find_hosts(node.model.id)
+    messages = [{"role": "user", "content": "the cat sat on"}]
+    served = _serve()
+    api_url = next(served)
+    try:
+        # A renter who asks: the run started at the handshake is the one that answers.
+        asked = renter.post_chat_job(offer, messages, max_tokens=8)
+        since = datetime.now(UTC)
+        client = OpenAI(
+            base_url=api_url + "/v1", api_key=renter.authenticate(api_url, asked), max_retries=0
+        )
+        assert _run_states_now(asked, since) == ["RUNNING"], "waiting for the request"
+        reply = client.chat.completions.create(model=node.model.id, messages=messages, max_tokens=8)
+        assert reply.choices[0].message.content
+        _wait_settled(renter.chain, asked)
+        assert run_states_since(asked, since) == ["COMPLETED"]
+
+        # A renter who asks only after the wait: that run ends, the request starts another.
+        late = renter.post_chat_job(offer, messages, max_tokens=8)
+        since = datetime.now(UTC)
+        deposit = renter.chain.get_job(late).deposit_wei
+        before = _credits(node, renter.chain)
+        client = OpenAI(
+            base_url=api_url + "/v1", api_key=renter.authenticate(api_url, late), max_retries=0
+        )
+        assert run_states_since(late, since) == ["COMPLETED"], "ended after 2 s"
+        assert renter.chain.get_job(late).state is JobState.CLAIMED
+        reply = client.chat.completions.create(model=node.model.id, messages=messages, max_tokens=8)
+        _wait_settled(renter.chain, late)
+        assert run_states_since(late, since) == ["COMPLETED", "COMPLETED"]
+        job = renter.chain.get_job(late)
+        assert reply.usage is not None and job.tokens_used == reply.usage.completion_tokens
+        payment = job.tokens_used * PRICE_PER_TOKEN_WEI
+        after = _credits(node, renter.chain)
+        assert after["renter"] - before["renter"] == deposit - payment
+        assert (after["host"] - before["host"]) + (
+            after["treasury"] - before["treasury"]
+        ) == payment
+    finally:
+        served.close()
+
+
+def _run_states_now(job_id: int, since: datetime) -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[f"job-{job_id}"]))
+        )
+    return sorted(
+        run.state.type.value
+        for run in runs
+        if run.created is not None and run.created >= since and run.state is not None
+    )

@@ -16,6 +16,9 @@ from fabstir.settings import load_settings
         ("FABSTIR_API__MAX_CLAIMS_PER_RENTER", "0"),
         ("FABSTIR_API__TOKEN_TIMEOUT_S", "0"),
         ("FABSTIR_API__AUTH_MAX_TTL_S", "abc"),
+        ("FABSTIR_API__REQUEST_WAIT_S", "-1"),
+        ("FABSTIR_API__REQUEST_WAIT_S", "301"),
+        ("FABSTIR_API__WAITING_FLOWS", "-1"),
     ],
 )
 def test_a_wrong_api_setting_stops_the_node_naming_the_variable(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
-from fabstir.api.streams import JobStream, StreamEvent, Turn, TurnEnded
+from fabstir.api.streams import JobStream, JobStreams, StreamEvent, Turn, TurnEnded
 from fabstir.domain import InferenceResult
 from fabstir.errors import TransientError
 from fabstir.models import SamplingParams, TokenPiece
@@ -55,3 +56,88 @@ def test_a_waiting_consumer_is_woken_by_a_piece_from_another_thread() -> None:
         return await jobs.next_event(5.0)
 
     assert asyncio.run(consume()) == TurnEnded(RESULT, "stop")
+
+
+# Flows started at the renter's handshake, waiting for the request (JobStreams.prepare).
+
+
+def _waiting_flow(
+    streams: JobStreams, job_id: int, wait_s: float
+) -> tuple[Future[bool], ThreadPoolExecutor]:
+    """Prepare a stand-in for the job's flow: a thread that only waits for the request."""
+    runner = ThreadPoolExecutor(1)
+    run: list[Future[bool]] = []
+
+    def start() -> Future[bool]:
+        run.append(runner.submit(streams.await_request, job_id, wait_s))
+        return run[0]
+
+    assert streams.prepare(job_id, start, most=2)
+    return run[0], runner
+
+
+def test_a_request_is_handed_to_the_flow_waiting_for_it() -> None:
+    streams = JobStreams()
+    run, runner = _waiting_flow(streams, 7, wait_s=30)
+    streams.wait_until_waiting(7, timeout_s=5)
+
+    assert streams.hand_over(7) is run
+    assert run.result(timeout=5) is True
+    assert streams.hand_over(7) is None, "handed over once"
+    runner.shutdown()
+
+
+def test_a_flow_whose_request_does_not_come_ends_and_the_request_starts_its_own() -> None:
+    streams = JobStreams()
+    run, runner = _waiting_flow(streams, 7, wait_s=0.05)
+
+    assert run.result(timeout=5) is False
+    assert streams.hand_over(7) is None
+    assert streams.prepare(7, lambda: Future(), most=2), "the job may be prepared again"
+    runner.shutdown()
+
+
+def test_a_flow_with_nothing_prepared_does_not_wait() -> None:
+    assert JobStreams().await_request(7, timeout_s=30) is False
+
+
+def test_no_flow_is_prepared_twice_for_a_job_nor_past_the_limit_nor_for_one_being_answered() -> (
+    None
+):
+    streams = JobStreams()
+    started: list[int] = []
+
+    def start(job_id: int) -> Future[None]:
+        started.append(job_id)
+        return Future()
+
+    assert streams.prepare(1, lambda: start(1), most=2)
+    assert not streams.prepare(1, lambda: start(1), most=2)
+    assert streams.prepare(2, lambda: start(2), most=2)
+    assert not streams.prepare(3, lambda: start(3), most=2)
+    streams.open(4, Turn(SamplingParams(max_tokens=8)))
+    assert not streams.prepare(4, lambda: start(4), most=9)
+    assert not streams.prepare(5, lambda: start(5), most=0)
+    assert started == [1, 2]
+
+
+def test_a_flow_that_ended_before_the_request_is_not_handed_it_nor_waited_for() -> None:
+    streams = JobStreams()
+    run: Future[None] = Future()
+    assert streams.prepare(7, lambda: run, most=2)
+    run.set_exception(RuntimeError("prefect down"))
+
+    streams.wait_until_waiting(7, timeout_s=30)  # returns at once
+    assert streams.hand_over(7) is None
+
+
+def test_a_flow_that_fails_to_start_is_not_left_prepared() -> None:
+    streams = JobStreams()
+
+    def start() -> Future[None]:
+        raise RuntimeError("prefect down")
+
+    with pytest.raises(RuntimeError, match="prefect down"):
+        streams.prepare(7, start, most=2)
+    assert streams.hand_over(7) is None
+    assert streams.prepare(7, lambda: Future(), most=1)
