@@ -10,8 +10,11 @@ starts, and the handshake claims the job on chain (as it does for every renter, 
 the API's time to first token includes what the node does per request (the checks, the prompt
 write, the job's flow up to its infer step: the claim step's chain read, the model and cache
 lookups, with model registry records reused for FABSTIR_MODELS__REGISTRY_TTL_S as in the node)
-alongside our engine's first token; tokens/s is the decode rate the client sees after the first
-token. Store, prove and settle run after the stream and are not timed. The client keeps one HTTP
+alongside our engine's first token. Tokens/s is the decode rate the client sees: the tokens
+after the first over the time from the first to the last, on both sides (raw: as its generator
+yields them). The API's stream then still sends its finish and usage chunks and ``[DONE]``: that
+time is printed apart (``api_stream_end_ms``). Store, prove and settle run after the stream and
+are not timed. The client keeps one HTTP
 connection pool, as OpenAI clients do, so its own setup (~15 ms for an httpx client's SSL
 context) is not counted; it shares the machine's cores with the node, as a remote renter would
 not. Raw and API requests alternate, each after a short idle pause, so both see the same
@@ -219,7 +222,9 @@ def _node_process(root: Path, model: Path, through_flow: bool) -> Iterator[str]:
 
 def _api_stream(
     http: httpx.Client, url: str, renter: Any, model: str, max_tokens: int
-) -> tuple[float, float, int]:
+) -> tuple[float, float, int, float]:
+    """Return (seconds to first token, seconds to the last token, completion tokens, seconds
+    from the last token to the end of the stream) of one request."""
     messages = [{"role": "user", "content": PROMPT}]
     (offer,) = renter.find_hosts(model)
     job_id = renter.post_chat_job(offer, messages, max_tokens=max_tokens)
@@ -231,7 +236,7 @@ def _api_stream(
         "stream_options": {"include_usage": True},
     }
     start = time.perf_counter()
-    first = None
+    first = last = None
     completion = 0
     with http.stream(
         "POST",
@@ -245,7 +250,8 @@ def _api_stream(
                 continue
             chunk = json.loads(line[6:])
             if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
-                first = first or time.perf_counter()
+                last = time.perf_counter()
+                first = first or last
             if chunk.get("usage"):
                 completion = chunk["usage"]["completion_tokens"]
     end = time.perf_counter()
@@ -254,7 +260,7 @@ def _api_stream(
     deadline = time.monotonic() + 120
     while renter.chain.get_job(job_id).tokens_used == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
-    return (first or end) - start, end - start, completion
+    return (first or end) - start, (last or end) - start, completion, end - (last or end)
 
 
 def _summary(runs: list[tuple[float, float, int]]) -> tuple[float, float]:
@@ -286,6 +292,7 @@ def main() -> None:
         return
     raw: list[tuple[float, float, int]] = []
     api: list[tuple[float, float, int]] = []
+    tails_s: list[float] = []
     with (
         tempfile.TemporaryDirectory() as tmp,
         _node_process(Path(tmp), args.model, args.flow) as url,
@@ -307,7 +314,11 @@ def main() -> None:
             time.sleep(IDLE_S)
             raw.append(_raw_stream(llm, PROMPT, args.max_tokens))
             time.sleep(IDLE_S)
-            api.append(_api_stream(http, url, renter, MODEL_ID, args.max_tokens))
+            ttft_s, last_s, completion, tail_s = _api_stream(
+                http, url, renter, MODEL_ID, args.max_tokens
+            )
+            api.append((ttft_s, last_s, completion))
+            tails_s.append(tail_s)
         llm.close()
     raw_ttft_ms, raw_tok_s = _summary(raw)
     api_ttft_ms, api_tok_s = _summary(api)
@@ -318,6 +329,7 @@ def main() -> None:
         "api_ttft_ms": round(api_ttft_ms, 2),
         "raw_tok_s": round(raw_tok_s, 1),
         "api_tok_s": round(api_tok_s, 1),
+        "api_stream_end_ms": round(statistics.median(tails_s) * 1000, 2),
         "model": args.model.name,
         "max_tokens": args.max_tokens,
         "repeats": args.repeats,
