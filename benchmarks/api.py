@@ -220,6 +220,11 @@ def _node_process(root: Path, model: Path, through_flow: bool) -> Iterator[str]:
         child.wait(timeout=120)
 
 
+# Seconds each handshake took (POST /v1/auth: signature, claim, and with --flow the job's flow
+# started): before the clock, so not in the time to first token, but a renter waits for it.
+handshakes_s: list[float] = []
+
+
 def _api_stream(
     http: httpx.Client, url: str, renter: Any, model: str, max_tokens: int
 ) -> tuple[float, float, int, float]:
@@ -228,7 +233,9 @@ def _api_stream(
     messages = [{"role": "user", "content": PROMPT}]
     (offer,) = renter.find_hosts(model)
     job_id = renter.post_chat_job(offer, messages, max_tokens=max_tokens)
+    asked = time.perf_counter()
     token = renter.authenticate(url, job_id)
+    handshakes_s.append(time.perf_counter() - asked)
     body = {
         "model": model,
         "messages": messages,
@@ -330,6 +337,7 @@ def main() -> None:
         "raw_tok_s": round(raw_tok_s, 1),
         "api_tok_s": round(api_tok_s, 1),
         "api_stream_end_ms": round(statistics.median(tails_s) * 1000, 2),
+        "handshake_ms": round(statistics.median(handshakes_s[1:]) * 1000, 1),
         "model": args.model.name,
         "max_tokens": args.max_tokens,
         "repeats": args.repeats,
