@@ -552,7 +552,7 @@ class ApiSettings(BaseModel):
     request_wait_s: float = Field(
         default=10.0,
         ge=0,
-        le=300,
+        le=60,  # the claim step waits, within its own 120 s limit
         description="How long a job's flow, started when its renter authenticates, waits for "
         "the request before ending (0: start each flow at its request).",
     )

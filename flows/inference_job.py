@@ -4,7 +4,6 @@ from prefect import flow
 
 from fabstir.domain import Receipt, SettlementQueued
 from tasks._events import emit_job_failed
-from tasks.await_request import await_request
 from tasks.cache_lookup import cache_lookup
 from tasks.claim import claim
 from tasks.fetch_model import fetch_model
@@ -30,13 +29,14 @@ def inference_job(job_id: int, await_request_s: float = 0.0) -> Receipt | Settle
     batch settlement on (FABSTIR_SETTLEMENT__BATCH_SIZE 4 or 16) the job is queued after its
     result is stored, for the settle-batch flow, unless its deadline is near.
 
-    A run the renter API starts at the renter's handshake (``await_request_s`` > 0) first waits
-    that long for the renter's request; if none comes it ends there, returning None, and a later
-    request starts a run of its own.
+    A run the renter API starts at the renter's handshake (``await_request_s`` > 0) claims the
+    job by checking it on chain and then waiting that long for the renter's request, which brings
+    the prompt; if none comes it ends there, returning None, and a later request starts a run of
+    its own.
     """
-    if await_request_s > 0 and not await_request(job_id, await_request_s):
+    claimed = claim(job_id, await_request_s)
+    if claimed is None:
         return None
-    claimed = claim(job_id)
     if claimed.receipt is not None:
         return claimed.receipt
     model = fetch_model(claimed)

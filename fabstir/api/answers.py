@@ -130,8 +130,11 @@ async def start_answer(
     try:
         try:
             await run_in_threadpool(_begin, ctx, job, document, params, stream)
-            # The flow started at the handshake, if it still waits; else one of its own.
-            future = ctx.services.streams.hand_over(job.job_id) or ctx.services.run_job(job.job_id)
+            # The flow started at the handshake takes the prompt, if it still waits; else the
+            # request starts one of its own.
+            future = ctx.services.streams.hand_over(job.job_id, document)
+            if future is None:
+                future = ctx.services.run_job(job.job_id)
         except BaseException:
             ctx.services.streams.release(stream)  # no flow runs to release it
             raise

@@ -235,6 +235,7 @@ class _PreparedRun:
     run: Future[Any] | None = None
     waiting: threading.Event = field(default_factory=threading.Event)
     requested: threading.Event = field(default_factory=threading.Event)
+    prompt: bytes = b""
 
 
 class JobStreams:
@@ -242,9 +243,10 @@ class JobStreams:
     their renter's handshake that wait for its request.
 
     A flow started at the handshake does its Prefect start-up (creating and starting the run,
-    ~0.1–0.2 s on 2 cores) before the renter asks, instead of between the request and its first
-    token; it then waits in :meth:`await_request` until the request is handed over to it
-    (:meth:`hand_over`), or gives up, and a later request starts a flow of its own.
+    ~0.1–0.2 s on 2 cores) and checks the job on chain before the renter asks, instead of between
+    the request and its first token; its claim step then waits in :meth:`await_request` until the
+    request hands it the prompt (:meth:`hand_over`), or gives up, and a later request starts a
+    flow of its own.
     """
 
     def __init__(self) -> None:
@@ -258,7 +260,8 @@ class JobStreams:
         it was started."""
         prepared = _PreparedRun()
         with self._lock:
-            if job_id in self._streams or job_id in self._prepared or len(self._prepared) >= most:
+            waiting = sum(not kept.requested.is_set() for kept in self._prepared.values())
+            if job_id in self._streams or job_id in self._prepared or waiting >= most:
                 return False
             self._prepared[job_id] = prepared
         try:
@@ -277,30 +280,37 @@ class JobStreams:
         if prepared is not None:
             prepared.waiting.wait(timeout_s)
 
-    def await_request(self, job_id: int, timeout_s: float) -> bool:
+    def await_request(self, job_id: int, timeout_s: float) -> bytes | None:
         """Called by the job's prepared flow: wait up to ``timeout_s`` for the renter's request;
-        return True once it was handed over, False if none came (or nothing was prepared)."""
+        return its prompt document once it was handed over, None if none came (or nothing was
+        prepared). A retried claim step finds the prompt it was handed before."""
         with self._lock:
             prepared = self._prepared.get(job_id)
         if prepared is None:
-            return False
+            return None
         prepared.waiting.set()
         prepared.requested.wait(timeout_s)
         with self._lock:
             # Decided under the lock, so a request and a timeout at the same moment agree.
             if prepared.requested.is_set():
-                return True
+                return prepared.prompt
             self._forget_locked(job_id, prepared)
-            return False
+            return None
 
-    def hand_over(self, job_id: int) -> Future[Any] | None:
-        """Give the request to the job's prepared flow and return that flow's future, or None
-        when no flow waits for it (the caller starts one)."""
+    def hand_over(self, job_id: int, prompt: bytes) -> Future[Any] | None:
+        """Give the request's prompt document to the job's prepared flow and return that flow's
+        future, or None when no flow waits for it (the caller starts one)."""
         with self._lock:
             prepared = self._prepared.get(job_id)
-            if prepared is None or prepared.run is None or prepared.run.done():
+            if (
+                prepared is None
+                or prepared.requested.is_set()
+                or prepared.run is None
+                or prepared.run.done()
+            ):
                 return None
-            self._forget_locked(job_id, prepared)
+            # Kept until the flow ends, for a retry of its claim step.
+            prepared.prompt = prompt
             prepared.requested.set()
             return prepared.run
 

@@ -12,7 +12,7 @@ from fabstir.pipeline.answer import (
     infer,
     look_up_cache,
 )
-from fabstir.pipeline.claim import claim_for_renter, claim_job, read_prompt
+from fabstir.pipeline.claim import claim_for_renter, claim_job, claim_requested_job, read_prompt
 from fabstir.pipeline.delivery import (
     BillableJob,
     batch_proof_path_for,
@@ -45,6 +45,7 @@ __all__ = [
     "cache_params_key",
     "claim_for_renter",
     "claim_job",
+    "claim_requested_job",
     "earlier_answer",
     "erase_renter_data",
     "fetch_model",

@@ -2,19 +2,21 @@
 
 A direct job is claimed earlier, when its renter authenticates to the API
 (:func:`claim_for_renter`), before the prompt exists here; its flow's claim step then finds the
-job already ours and only reads the prompt.
+job already ours and only reads the prompt, or, in a run started at that handshake
+(:func:`claim_requested_job`), takes it from the renter's request.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from fabstir.domain import ZERO_ADDRESS, ClaimedJob, Job, JobState
-from fabstir.errors import JobRejected, ObjectMissing
+from fabstir.errors import JobRejected, ObjectMissing, ResultIntegrityError
 from fabstir.models import ModelManager
-from fabstir.storage import ObjectStore, get_verified
+from fabstir.storage import ObjectStore, get_verified, sha256_hex
 
 if TYPE_CHECKING:
     from fabstir.chain import ChainClient
@@ -56,17 +58,63 @@ def claim_job(
     """
     started_at, started = time.time(), time.perf_counter()
     job = chain.get_job(job_id)
-    context = {"job_id": job_id}
     spec_name = _check_servable(chain, catalog, job, our_price_per_token_wei)
     try:
-        prompt = read_prompt(store, job).decode("utf-8")
+        document = read_prompt(store, job)
     except ObjectMissing as exc:
         raise JobRejected(
             "prompt not found at the job's URI",
             code="prompt_missing",
             prompt_uri=job.prompt_uri,
-            **context,
+            job_id=job_id,
         ) from exc
+    return _hold(chain, job, spec_name, document, capacity, started_at, started)
+
+
+def claim_requested_job(
+    chain: ChainClient,
+    catalog: ModelManager,
+    job_id: int,
+    our_price_per_token_wei: int,
+    await_prompt: Callable[[], bytes | None],
+) -> ClaimedJob | None:
+    """The claim step of a run started at its renter's handshake, which claimed the job: check
+    the job on chain as :func:`claim_job` does, then wait (``await_prompt``) for the renter's
+    request, which brings the prompt; return None when no request came.
+
+    Raises:
+        JobRejected: as :func:`claim_job`, less a missing prompt.
+        ResultIntegrityError: the request's prompt does not match the job's prompt hash.
+    """
+    job = chain.get_job(job_id)
+    spec_name = _check_servable(chain, catalog, job, our_price_per_token_wei)
+    document = await_prompt()
+    if document is None:
+        return None
+    started_at, started = time.time(), time.perf_counter()  # the answer starts at the request
+    if sha256_hex(document) != job.prompt_hash.lower():
+        raise ResultIntegrityError(
+            "the request's prompt does not match the job's hash",
+            job_id=job_id,
+            expected=job.prompt_hash,
+        )
+    return _hold(chain, job, spec_name, document, None, started_at, started)
+
+
+def _hold(
+    chain: ChainClient,
+    job: Job,
+    spec_name: str,
+    document: bytes,
+    capacity: Headroom | None,
+    started_at: float,
+    started: float,
+) -> ClaimedJob:
+    """Claim the job unless it is already ours; return it with its prompt."""
+    job_id = job.job_id
+    context = {"job_id": job_id}
+    try:
+        prompt = document.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise JobRejected("prompt is not UTF-8 text", code="prompt_invalid", **context) from exc
     if job.state is JobState.SETTLED:

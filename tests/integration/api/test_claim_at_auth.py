@@ -17,7 +17,7 @@ from fabstir.api import create_app
 from fabstir.chain import ChainClient
 from fabstir.client import DIRECT_PROMPT_URI
 from fabstir.domain import JobState, chat_prompt
-from fabstir.errors import JobRejected
+from fabstir.errors import JobRejected, ResultIntegrityError
 from fabstir.monitoring import CapacityGuard
 from fabstir.proofs import BillingProver
 from fabstir.settings import HostSettings, MonitoringSettings
@@ -192,3 +192,60 @@ def test_claiming_an_unknown_job_for_a_renter_is_refused(api_node: ApiNode) -> N
             services.chain, services.catalog, 10**9, services.price_per_token_wei
         )
     assert unknown.value.code == "unknown_job"
+
+
+def test_a_run_started_at_the_handshake_takes_its_prompt_from_the_request(
+    api_node: ApiNode, claim_txs: list[int]
+) -> None:
+    services = api_node.services
+    job_id = api_node.post_chat(MESSAGES)
+    api_node.renter.authenticate(api_node.url, job_id)
+
+    claimed = pipeline.claim_requested_job(
+        services.chain,
+        services.catalog,
+        job_id,
+        services.price_per_token_wei,
+        lambda: chat_prompt(MESSAGES),
+    )
+
+    assert claimed is not None and claimed.claim_tx is None, "claimed at the handshake"
+    assert claimed.prompt == chat_prompt(MESSAGES).decode()
+    assert claim_txs == [job_id]
+
+
+def test_a_run_started_at_the_handshake_ends_without_a_request_and_refuses_a_wrong_prompt(
+    api_node: ApiNode,
+) -> None:
+    services = api_node.services
+    job_id = api_node.post_chat(MESSAGES)
+    api_node.renter.authenticate(api_node.url, job_id)
+
+    def claim(prompt: bytes | None) -> object:
+        return pipeline.claim_requested_job(
+            services.chain, services.catalog, job_id, services.price_per_token_wei, lambda: prompt
+        )
+
+    assert claim(None) is None
+    with pytest.raises(ResultIntegrityError):
+        claim(chat_prompt([{"role": "user", "content": "another question"}]))
+    assert api_node.renter.chain.get_job(job_id).state is JobState.CLAIMED
+
+
+def test_a_run_started_at_the_handshake_refuses_a_closed_job_before_waiting(
+    api_node: ApiNode,
+) -> None:
+    services = api_node.services
+    job_id = api_node.post_chat(MESSAGES)
+    api_node.renter.cancel(job_id)
+    waited: list[bool] = []
+
+    def await_prompt() -> bytes:
+        waited.append(True)
+        return chat_prompt(MESSAGES)
+
+    with pytest.raises(JobRejected) as refused:
+        pipeline.claim_requested_job(
+            services.chain, services.catalog, job_id, services.price_per_token_wei, await_prompt
+        )
+    assert refused.value.code == "job_closed" and not waited

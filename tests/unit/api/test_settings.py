@@ -17,7 +17,7 @@ from fabstir.settings import load_settings
         ("FABSTIR_API__TOKEN_TIMEOUT_S", "0"),
         ("FABSTIR_API__AUTH_MAX_TTL_S", "abc"),
         ("FABSTIR_API__REQUEST_WAIT_S", "-1"),
-        ("FABSTIR_API__REQUEST_WAIT_S", "301"),
+        ("FABSTIR_API__REQUEST_WAIT_S", "61"),
         ("FABSTIR_API__WAITING_FLOWS", "-1"),
     ],
 )

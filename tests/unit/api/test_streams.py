@@ -63,12 +63,12 @@ def test_a_waiting_consumer_is_woken_by_a_piece_from_another_thread() -> None:
 
 def _waiting_flow(
     streams: JobStreams, job_id: int, wait_s: float
-) -> tuple[Future[bool], ThreadPoolExecutor]:
+) -> tuple[Future[bytes | None], ThreadPoolExecutor]:
     """Prepare a stand-in for the job's flow: a thread that only waits for the request."""
     runner = ThreadPoolExecutor(1)
-    run: list[Future[bool]] = []
+    run: list[Future[bytes | None]] = []
 
-    def start() -> Future[bool]:
+    def start() -> Future[bytes | None]:
         run.append(runner.submit(streams.await_request, job_id, wait_s))
         return run[0]
 
@@ -81,9 +81,24 @@ def test_a_request_is_handed_to_the_flow_waiting_for_it() -> None:
     run, runner = _waiting_flow(streams, 7, wait_s=30)
     streams.wait_until_waiting(7, timeout_s=5)
 
-    assert streams.hand_over(7) is run
-    assert run.result(timeout=5) is True
-    assert streams.hand_over(7) is None, "handed over once"
+    assert streams.hand_over(7, b"the prompt") is run
+    assert run.result(timeout=5) == b"the prompt"
+    assert streams.hand_over(7, b"the prompt") is None, "handed over once"
+    runner.shutdown()
+
+
+def test_a_retried_claim_step_finds_the_prompt_it_was_handed() -> None:
+    streams = JobStreams()
+    runner = ThreadPoolExecutor(1)
+
+    def claim_twice() -> list[bytes | None]:
+        return [streams.await_request(7, 30), streams.await_request(7, 30)]
+
+    assert streams.prepare(7, lambda: runner.submit(claim_twice), most=2)
+    streams.wait_until_waiting(7, timeout_s=5)
+    run = streams.hand_over(7, b"the prompt")
+
+    assert run is not None and run.result(timeout=5) == [b"the prompt", b"the prompt"]
     runner.shutdown()
 
 
@@ -91,14 +106,14 @@ def test_a_flow_whose_request_does_not_come_ends_and_the_request_starts_its_own(
     streams = JobStreams()
     run, runner = _waiting_flow(streams, 7, wait_s=0.05)
 
-    assert run.result(timeout=5) is False
-    assert streams.hand_over(7) is None
+    assert run.result(timeout=5) is None
+    assert streams.hand_over(7, b"the prompt") is None
     assert streams.prepare(7, lambda: Future(), most=2), "the job may be prepared again"
     runner.shutdown()
 
 
 def test_a_flow_with_nothing_prepared_does_not_wait() -> None:
-    assert JobStreams().await_request(7, timeout_s=30) is False
+    assert JobStreams().await_request(7, timeout_s=30) is None
 
 
 def test_no_flow_is_prepared_twice_for_a_job_nor_past_the_limit_nor_for_one_being_answered() -> (
@@ -128,7 +143,7 @@ def test_a_flow_that_ended_before_the_request_is_not_handed_it_nor_waited_for() 
     run.set_exception(RuntimeError("prefect down"))
 
     streams.wait_until_waiting(7, timeout_s=30)  # returns at once
-    assert streams.hand_over(7) is None
+    assert streams.hand_over(7, b"the prompt") is None
 
 
 def test_a_flow_that_fails_to_start_is_not_left_prepared() -> None:
@@ -139,5 +154,5 @@ def test_a_flow_that_fails_to_start_is_not_left_prepared() -> None:
 
     with pytest.raises(RuntimeError, match="prefect down"):
         streams.prepare(7, start, most=2)
-    assert streams.hand_over(7) is None
+    assert streams.hand_over(7, b"the prompt") is None
     assert streams.prepare(7, lambda: Future(), most=1)
