@@ -526,6 +526,11 @@ class OrchestrationSettings(BaseModel):
         return f"gpu:{self.host_name}:{gpu}"
 
 
+# The claim step of a flow started at a renter's handshake waits this long at most for the
+# request, well inside the step's own 120 s limit.
+MAX_REQUEST_WAIT_S = 60
+
+
 class ApiSettings(BaseModel):
     """The renter API: where it listens and the limits that keep one caller from starving others."""
 
@@ -552,7 +557,7 @@ class ApiSettings(BaseModel):
     request_wait_s: float = Field(
         default=10.0,
         ge=0,
-        le=60,  # the claim step waits, within its own 120 s limit
+        le=MAX_REQUEST_WAIT_S,
         description="How long a job's flow, started when its renter authenticates, waits for "
         "the request before ending (0: start each flow at its request).",
     )

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+from typing import Annotated
+
 from prefect import flow
+from pydantic import Field
 
 from fabstir.domain import Receipt, SettlementQueued
+from fabstir.settings import MAX_REQUEST_WAIT_S
 from tasks._events import emit_job_failed
 from tasks.cache_lookup import cache_lookup
 from tasks.claim import claim
@@ -24,7 +28,9 @@ from tasks.store_result import store_result
     on_failure=[emit_job_failed],
     on_crashed=[emit_job_failed],
 )
-def inference_job(job_id: int, await_request_s: float = 0.0) -> Receipt | SettlementQueued | None:
+def inference_job(
+    job_id: int, await_request_s: Annotated[float, Field(ge=0, le=MAX_REQUEST_WAIT_S)] = 0.0
+) -> Receipt | SettlementQueued | None:
     """Claim, answer, store, prove and settle one job; a settled job returns its receipt. With
     batch settlement on (FABSTIR_SETTLEMENT__BATCH_SIZE 4 or 16) the job is queued after its
     result is stored, for the settle-batch flow, unless its deadline is near.

@@ -63,3 +63,17 @@ def test_prefect_yaml_entrypoints_load() -> None:
     for deployment in config["deployments"]:
         flow = load_flow_from_entrypoint(str(REPO_ROOT / deployment["entrypoint"]))
         assert flow.name == deployment["entrypoint"].rsplit(":", 1)[1].replace("_", "-")
+
+
+@pytest.mark.parametrize("wait_s", [-1, 61, "soon"])
+def test_the_inference_job_refuses_a_wrong_request_wait(wait_s: object) -> None:
+    from prefect.exceptions import ParameterTypeError
+
+    from flows.inference_job import inference_job
+
+    with pytest.raises(ParameterTypeError, match="await_request_s"):
+        inference_job.validate_parameters({"job_id": 1, "await_request_s": wait_s})
+    assert inference_job.validate_parameters({"job_id": 1, "await_request_s": 10}) == {
+        "job_id": 1,
+        "await_request_s": 10.0,
+    }
