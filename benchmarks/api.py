@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -220,22 +220,27 @@ def _node_process(root: Path, model: Path, through_flow: bool) -> Iterator[str]:
         child.wait(timeout=120)
 
 
-# Seconds each handshake took (POST /v1/auth: signature, claim, and with --flow the job's flow
-# started): before the clock, so not in the time to first token, but a renter waits for it.
-handshakes_s: list[float] = []
+class ApiTiming(NamedTuple):
+    """One API request, in seconds from the request unless said otherwise."""
+
+    ttft_s: float
+    last_token_s: float
+    completion_tokens: int
+    stream_end_s: float  # from the last token to the end of the stream
+    # POST /v1/auth (signature, claim, and with --flow the job's flow started): before the
+    # clock, so not in the time to first token, but a renter waits for it.
+    handshake_s: float
 
 
 def _api_stream(
     http: httpx.Client, url: str, renter: Any, model: str, max_tokens: int
-) -> tuple[float, float, int, float]:
-    """Return (seconds to first token, seconds to the last token, completion tokens, seconds
-    from the last token to the end of the stream) of one request."""
+) -> ApiTiming:
     messages = [{"role": "user", "content": PROMPT}]
     (offer,) = renter.find_hosts(model)
     job_id = renter.post_chat_job(offer, messages, max_tokens=max_tokens)
     asked = time.perf_counter()
     token = renter.authenticate(url, job_id)
-    handshakes_s.append(time.perf_counter() - asked)
+    handshake_s = time.perf_counter() - asked
     body = {
         "model": model,
         "messages": messages,
@@ -267,7 +272,9 @@ def _api_stream(
     deadline = time.monotonic() + 120
     while renter.chain.get_job(job_id).tokens_used == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
-    return (first or end) - start, (last or end) - start, completion, end - (last or end)
+    return ApiTiming(
+        (first or end) - start, (last or end) - start, completion, end - (last or end), handshake_s
+    )
 
 
 def _summary(runs: list[tuple[float, float, int]]) -> tuple[float, float]:
@@ -299,7 +306,7 @@ def main() -> None:
         return
     raw: list[tuple[float, float, int]] = []
     api: list[tuple[float, float, int]] = []
-    tails_s: list[float] = []
+    timings: list[ApiTiming] = []
     with (
         tempfile.TemporaryDirectory() as tmp,
         _node_process(Path(tmp), args.model, args.flow) as url,
@@ -321,11 +328,9 @@ def main() -> None:
             time.sleep(IDLE_S)
             raw.append(_raw_stream(llm, PROMPT, args.max_tokens))
             time.sleep(IDLE_S)
-            ttft_s, last_s, completion, tail_s = _api_stream(
-                http, url, renter, MODEL_ID, args.max_tokens
-            )
-            api.append((ttft_s, last_s, completion))
-            tails_s.append(tail_s)
+            timing = _api_stream(http, url, renter, MODEL_ID, args.max_tokens)
+            api.append((timing.ttft_s, timing.last_token_s, timing.completion_tokens))
+            timings.append(timing)
         llm.close()
     raw_ttft_ms, raw_tok_s = _summary(raw)
     api_ttft_ms, api_tok_s = _summary(api)
@@ -336,8 +341,8 @@ def main() -> None:
         "api_ttft_ms": round(api_ttft_ms, 2),
         "raw_tok_s": round(raw_tok_s, 1),
         "api_tok_s": round(api_tok_s, 1),
-        "api_stream_end_ms": round(statistics.median(tails_s) * 1000, 2),
-        "handshake_ms": round(statistics.median(handshakes_s[1:]) * 1000, 1),
+        "api_stream_end_ms": round(statistics.median(t.stream_end_s for t in timings) * 1000, 2),
+        "handshake_ms": round(statistics.median(t.handshake_s for t in timings) * 1000, 1),
         "model": args.model.name,
         "max_tokens": args.max_tokens,
         "repeats": args.repeats,

@@ -170,7 +170,7 @@ def test_the_flow_started_at_the_handshake_answers_the_request_or_ends_when_none
         client = OpenAI(
             base_url=api_url + "/v1", api_key=renter.authenticate(api_url, asked), max_retries=0
         )
-        assert _run_states_now(asked, since) == ["RUNNING"], "waiting for the request"
+        assert run_states_since(asked, since, timeout_s=0) == ["RUNNING"], "waits for the request"
         reply = client.chat.completions.create(model=node.model.id, messages=messages, max_tokens=8)
         assert reply.choices[0].message.content
         _wait_settled(renter.chain, asked)
@@ -199,18 +199,3 @@ def test_the_flow_started_at_the_handshake_answers_the_request_or_ends_when_none
         ) == payment
     finally:
         served.close()
-
-
-def _run_states_now(job_id: int, since: datetime) -> list[str]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
-
-    with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[f"job-{job_id}"]))
-        )
-    return sorted(
-        run.state.type.value
-        for run in runs
-        if run.created is not None and run.created >= since and run.state is not None
-    )
