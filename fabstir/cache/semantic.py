@@ -344,7 +344,9 @@ class SemanticCache:
                 break
             if row["created_at"] < made_after:  # expired, not yet evicted
                 continue
-            reason = near_miss_reason(prompt, row["prompt"], similarity=similarity)
+            reason = near_miss_reason(
+                prompt, row["prompt"], similarity=similarity, embed=self.embedder.embed
+            )
             if reason is None:
                 return _hit(row, similarity=similarity, kind="semantic")
             log.debug("semantic candidate refused", extra={"reason": reason})

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fabstir.cache import Embedder, SemanticCache
+from fabstir.cache import Embedder, SemanticCache, near_miss_reason
+from fabstir.cache.prompts import ADDED_WORD_SIMILARITY
 from fabstir.settings import CacheSettings
 
 pytestmark = pytest.mark.integration
@@ -79,6 +80,27 @@ def test_guard_refuses_near_misses_the_embedding_accepts(
     assert _similarity(embedder, stored, asked) >= THRESHOLD
     cache.store(MODEL, stored, PARAMS, "stored answer", 2, renter="0xrenter")
     assert cache.lookup(MODEL, asked, PARAMS) is None
+
+
+# Below ADDED_WORD_SIMILARITY, a word one prompt adds refuses the hit unless that prompt, embedded
+# without the word, stays close to itself: "convert" leaves it so, "root" and "ended" do not.
+@pytest.mark.parametrize(
+    ("stored", "asked", "hits"),
+    [
+        ("How many cups are in 200 g of flour?", "Convert 200 grams of flour to cups", True),
+        ("What is the square of 144?", "What is the square root of 144?", False),
+        ("What was the Cold War?", "What ended the Cold War?", False),
+    ],
+)
+def test_an_added_word_is_weighed_with_the_embedder(
+    cache: SemanticCache, embedder: Embedder, stored: str, asked: str, hits: bool
+) -> None:
+    assert THRESHOLD <= _similarity(embedder, stored, asked) < ADDED_WORD_SIMILARITY
+    assert near_miss_reason(asked, stored, similarity=THRESHOLD) == "word added"
+    cache.store(MODEL, stored, PARAMS, "stored answer", 2, renter="0xrenter")
+    hit = cache.lookup(MODEL, asked, PARAMS)
+    assert (hit is not None) == hits
+    assert hit is None or hit.answer_text == "stored answer"
 
 
 def test_another_model_misses(cache: SemanticCache) -> None:

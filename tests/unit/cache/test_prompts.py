@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from fabstir.cache.prompts import (
     ADDED_WORD_SIMILARITY,
+    REMOVED_WORD_SIMILARITY,
     near_miss_reason,
     negation_words,
     normalise_prompt,
@@ -318,6 +320,75 @@ def test_added_word_passes_at_high_similarity() -> None:
     assert near_miss_reason(prompt, cached, similarity=0.85) == "word added"
     assert near_miss_reason(prompt, cached, similarity=ADDED_WORD_SIMILARITY) is None
     assert near_miss_reason(prompt, cached) is None  # similarity unknown: taken as 1
+
+
+class _RecordingEmbed:
+    """Scores a text and its shortened copy at a set similarity, and records what it was given."""
+
+    def __init__(self, similarity: float) -> None:
+        self.similarity = similarity
+        self.calls: list[list[str]] = []
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        self.calls.append(texts)
+        off_axis = float(np.sqrt(1 - self.similarity**2))
+        return np.array([[1.0, 0.0], [self.similarity, off_axis]])
+
+
+@pytest.mark.parametrize(
+    ("kept", "reason"),
+    [(REMOVED_WORD_SIMILARITY, None), (REMOVED_WORD_SIMILARITY - 0.001, "word added")],
+)
+def test_added_word_passes_when_its_prompt_means_the_same_without_it(
+    kept: float, reason: str | None
+) -> None:
+    embed = _RecordingEmbed(kept)
+    prompt, cached = "How does a vaccine work in the body?", "How do vaccines work?"
+    similarity = ADDED_WORD_SIMILARITY - 0.01
+    assert near_miss_reason(prompt, cached, similarity=similarity, embed=embed) == reason
+    assert near_miss_reason(cached, prompt, similarity=similarity, embed=embed) == reason
+    # The prompt that has the word, against itself without it, whichever side it is on.
+    assert embed.calls == [[prompt, "How does a vaccine work in the ?"]] * 2
+
+
+def test_added_word_test_runs_only_for_an_added_word() -> None:
+    embed = _RecordingEmbed(1.0)
+    similarity = ADDED_WORD_SIMILARITY - 0.01
+    assert near_miss_reason("What is 15% of 80?", "What is 15% of 90?", embed=embed) is not None
+    assert near_miss_reason("How do vaccines work?", "how do vaccines work", embed=embed) is None
+    assert (
+        near_miss_reason("How do vaccines work?", "How do vaccines work?", similarity=similarity)
+        is None
+    )
+    assert embed.calls == []
+
+
+@pytest.mark.parametrize(
+    ("prompt", "cached", "reason"),
+    [
+        # Prompts the same but for one word: refused, adjective or not ...
+        ("How do I fold a fitted sheet?", "How do I fold a flat sheet?", "word swapped"),
+        ("Is it rude to wear white?", "Is it rude to wear black?", "opposite words"),
+        # ... a single naming word swapped beside reworded adjectives ...
+        ("What are the best stretches for neck pain?", "stretches for knee pain", "word swapped"),
+        # ... but not an adjective for a naming word in a rewording.
+        (
+            "What are your best tips for a long flight with a toddler?",
+            "Tips for traveling with a toddler on a long flight",
+            None,
+        ),
+        # A noun for what does an action is not the action; a comparative is its adjective.
+        (
+            "How do I cook quinoa in a pot on the stove?",
+            "How do I cook quinoa in a slow cooker?",
+            "sibling words",
+        ),
+        ("is it cheaper to fly on tuesdays", "Is flying cheap on a Tuesday?", None),
+    ],
+)
+def test_swapped_words(prompt: str, cached: str, reason: str | None) -> None:
+    assert near_miss_reason(prompt, cached) == reason
+    assert near_miss_reason(cached, prompt) == reason
 
 
 @pytest.mark.parametrize("similarity", [1.5, -1.01, float("nan")])
