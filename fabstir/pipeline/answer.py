@@ -122,7 +122,8 @@ def infer(
     streams: JobStreams | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> InferenceResult:
-    """Answer the job: the cached answer if there is one, else llama.cpp, filling the cache.
+    """Answer the job: the cached answer if there is one, else llama.cpp, filling the cache
+    (after a streamed turn has ended; a failed cache write is logged and the job goes on).
 
     ``progress`` is told the number of tokens generated so far after each piece.
 
@@ -168,6 +169,7 @@ def _answer_stream(
     # exactly the generation this step would start, and is cancelled after the first turn.
     prestarted = stream.take_prestarted()
     for turn in stream.turns():
+        fills_cache = False
         left = budget - sum(result.completion_tokens for result in results)
         max_tokens = max(1, min(turn.params.max_tokens, left))
         params = turn.params.model_copy(update={"max_tokens": max_tokens})
@@ -198,8 +200,7 @@ def _answer_stream(
                 result, finish = _generate(
                     engine, messages, params, _reporting(stream.publish, progress), early
                 )
-                if own and reusable and finish != "cancelled":
-                    _fill_cache(cache, model, claimed, result, params)
+                fills_cache = own and reusable and finish != "cancelled"
         except BaseException as exc:
             stream.fail(exc)
             raise
@@ -208,6 +209,10 @@ def _answer_stream(
                 prestarted[1].cancel()  # a no-op once used up
                 prestarted = None
         stream.end_turn(result, finish)
+        # After the turn's end: the renter's last chunk does not wait for an embedding and a
+        # LanceDB write.
+        if fills_cache:
+            _fill_cache(cache, model, claimed, result, params)
         results.append(result)
     if len(results) == 1:
         return results[0]
@@ -304,7 +309,11 @@ def _fill_cache(
     result: InferenceResult,
     params: SamplingParams | None = None,
 ) -> None:
-    if cache is not None:
+    """Store the answer for later jobs; a failure is logged, not raised: the job's own answer is
+    made and paid for whether or not the cache keeps a copy."""
+    if cache is None:
+        return
+    try:
         cache.store(
             model.sha256,
             claimed.prompt,
@@ -313,3 +322,5 @@ def _fill_cache(
             result.completion_tokens,
             renter=claimed.job.renter,
         )
+    except Exception:
+        log.exception("cache write failed", extra={"job_id": claimed.job.job_id})

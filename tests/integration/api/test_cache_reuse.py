@@ -6,6 +6,7 @@ MiniLM embeddings), so that a request's ``temperature`` and ``allow_cache_reuse`
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,3 +117,34 @@ def test_a_wrong_allow_cache_reuse_is_a_clear_400(
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "invalid_request" and "allow_cache_reuse" in error["message"]
+
+
+def test_the_answer_does_not_wait_for_the_cache_and_survives_its_failure(
+    cached_node: tuple[ApiNode, SemanticCache],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A fake: a cache write that hangs and then fails (a full or vanished disk) cannot be made
+    # on demand with a real LanceDB directory.
+    node, cache = cached_node
+    writing, release = threading.Event(), threading.Event()
+
+    def stalled_store(*args: object, **kwargs: object) -> None:
+        writing.set()
+        release.wait(30)
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(cache, "store", stalled_store)
+    rows_before = cache._table.count_rows()
+    try:
+        job_id, response = _ask(node, "a cache write that never finishes", max_tokens=8)
+        # The renter has the whole answer while the cache write is still stuck ...
+        assert response.status_code == 200, response.text
+        assert response.json()["choices"][0]["finish_reason"] in ("stop", "length")
+        assert writing.wait(10) and not release.is_set()
+    finally:
+        release.set()
+    # ... and the job is stored and settled although the write then failed.
+    assert not _answered_from_cache(node, job_id)
+    assert cache._table.count_rows() == rows_before
+    assert any("cache write failed" in record.getMessage() for record in caplog.records)
