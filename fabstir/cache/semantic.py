@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+
 from fabstir.cache.embedder import Embedder
 from fabstir.cache.lexicon import wordnet
 from fabstir.cache.prompts import near_miss_reason, normalise_prompt
@@ -328,6 +330,7 @@ class SemanticCache:
         self, model_id: str, prompt: str, params_key: str, made_after: float
     ) -> CacheHit | None:
         vector = self.embedder.embed([prompt])[0]
+        embed = _KnownVectors(self.embedder, {prompt: vector})
         nearest = self._nearest(vector, _NEAREST)
         rows = [
             row
@@ -344,13 +347,25 @@ class SemanticCache:
                 break
             if row["created_at"] < made_after:  # expired, not yet evicted
                 continue
-            reason = near_miss_reason(
-                prompt, row["prompt"], similarity=similarity, embed=self.embedder.embed
-            )
+            reason = near_miss_reason(prompt, row["prompt"], similarity=similarity, embed=embed)
             if reason is None:
                 return _hit(row, similarity=similarity, kind="semantic")
             log.debug("semantic candidate refused", extra={"reason": reason})
         return None
+
+
+class _KnownVectors:
+    """The embedder, for the near-miss guard, reusing the vectors a lookup already has."""
+
+    def __init__(self, embedder: Embedder, known: dict[str, np.ndarray]) -> None:
+        self._embedder = embedder
+        self._known = known
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(text for text in texts if text not in self._known))
+        if missing:
+            self._known.update(zip(missing, self._embedder.embed(missing), strict=True))
+        return np.stack([self._known[text] for text in texts])
 
 
 def _similarity(row: dict[str, Any]) -> float:
