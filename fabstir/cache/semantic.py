@@ -21,7 +21,7 @@ import numpy as np
 from fabstir.cache.embedder import Embedder
 from fabstir.cache.lexicon import wordnet
 from fabstir.cache.prompts import near_miss_reason, normalise_prompt
-from fabstir.errors import ConfigError
+from fabstir.errors import ConfigError, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,11 @@ class SemanticCache:
         completion_tokens: int,
         renter: str,
     ) -> None:
-        """Store an answer; storing the same (model, params, normalised prompt) again is a no-op."""
+        """Store an answer; storing the same (model, params, normalised prompt) again is a no-op.
+
+        Raises:
+            TransientError: the table could not be written (``code="cache_write_failed"``).
+        """
         vector = self.embedder.embed([prompt])[0]
         now = self._clock()
         row = {
@@ -205,10 +209,16 @@ class SemanticCache:
             "last_used_at": now,
             "vector": vector,
         }
-        self._table.merge_insert("key").when_not_matched_insert_all().execute([row])
-        self._stores_since_compaction += 1
-        if self._stores_since_compaction >= _COMPACT_EVERY:
-            self.compact()
+        # LanceDB raises OSError for the directory's or the object store's I/O failures.
+        try:
+            self._table.merge_insert("key").when_not_matched_insert_all().execute([row])
+            self._stores_since_compaction += 1
+            if self._stores_since_compaction >= _COMPACT_EVERY:
+                self.compact()
+        except OSError as exc:
+            raise TransientError(
+                f"cache write failed: {exc}", code="cache_write_failed", model_id=model_id
+            ) from exc
 
     def compact(self) -> None:
         """Drop expired and evicted entries, merge small fragments, and index a large table."""

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from fabstir.cache import answer_reusable
 from fabstir.domain import ClaimedJob, InferenceResult, LocalModel, prompt_messages
+from fabstir.errors import TransientError
 from fabstir.models import (
     EnginePool,
     Generation,
@@ -210,7 +211,7 @@ def _answer_stream(
                 prestarted = None
         stream.end_turn(result, finish)
         # After the turn's end: the renter's last chunk does not wait for an embedding and a
-        # LanceDB write.
+        # LanceDB write (a WebSocket session's next turn still does).
         if fills_cache:
             _fill_cache(cache, model, claimed, result, params)
         results.append(result)
@@ -309,8 +310,8 @@ def _fill_cache(
     result: InferenceResult,
     params: SamplingParams | None = None,
 ) -> None:
-    """Store the answer for later jobs; a failure is logged, not raised: the job's own answer is
-    made and paid for whether or not the cache keeps a copy."""
+    """Store the answer for later jobs; a failed write is logged, not raised: the job's own
+    answer is made and paid for whether or not the cache keeps a copy."""
     if cache is None:
         return
     try:
@@ -322,5 +323,5 @@ def _fill_cache(
             result.completion_tokens,
             renter=claimed.job.renter,
         )
-    except Exception:
-        log.exception("cache write failed", extra={"job_id": claimed.job.job_id})
+    except TransientError as exc:
+        log.error("cache write failed", extra={"job_id": claimed.job.job_id, "error": str(exc)})

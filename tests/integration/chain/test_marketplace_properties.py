@@ -57,8 +57,9 @@ ops = st.lists(
             st.sampled_from(("ETH", "USDC")),
             st.integers(1, 50),
             st.integers(0, 3),
-            # Deadlines 15 s away from any sum of the waits below: the seconds an example takes
-            # must not carry a job across its deadline between a simulation and its block.
+            # Deadlines 15 s away from any sum of the waits below (under 700 s, sums of 30 and
+            # 120 are multiples of 30): the seconds an example takes must not carry a job across
+            # its deadline between a simulation and its block. Change both lists together.
             st.sampled_from((45, 615)),
         ),
         st.tuples(st.just("claim"), st.integers(0, 7)),

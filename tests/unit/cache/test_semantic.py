@@ -7,7 +7,7 @@ import pytest
 
 from fabstir.cache import CacheHit, SemanticCache
 from fabstir.cache.semantic import exact_key, sql_string
-from fabstir.errors import ConfigError
+from fabstir.errors import ConfigError, TransientError
 
 PARAMS = '{"max_tokens":64,"seed":42,"temperature":0.0,"top_p":1.0}'
 MODEL = "smollm2-135m-instruct-q4_0"
@@ -186,3 +186,18 @@ def test_stores_compact_the_table_every_few_writes(
     assert cache._table.stats()["fragment_stats"]["num_fragments"] == 1
     _store(cache, "question number 3", "answer")
     assert cache._table.stats()["fragment_stats"]["num_fragments"] == 2
+
+
+def test_a_failed_write_is_a_transient_error_and_stores_nothing(
+    cache: SemanticCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fake: a full disk under the LanceDB directory cannot be made on demand.
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cache._table, "merge_insert", disk_full)
+    with pytest.raises(TransientError, match="No space left") as caught:
+        _store(cache, "What is the capital of France?", "Paris.")
+    assert caught.value.code == "cache_write_failed"
+    monkeypatch.undo()
+    assert cache.lookup(MODEL, "What is the capital of France?", PARAMS) is None
