@@ -164,17 +164,24 @@ class SemanticCache:
                 model_dimension=dimension,
             )
 
-    def lookup(self, model_id: str, prompt: str, params_key: str) -> CacheHit | None:
-        """Return the cached answer for this prompt, model and params, or None."""
+    def lookup(
+        self, model_id: str, prompt: str, params_key: str, *more_params_keys: str
+    ) -> CacheHit | None:
+        """Return the cached answer for this prompt and model stored under any of the params
+        keys, or None."""
+        params_keys = (params_key, *more_params_keys)
         # The TTL is checked on the rows found, not in the query: a range filter over every
         # row's created_at costs ~23 ms at 1M entries even with an index.
         made_after = self._clock() - self.ttl_s
-        hit = self._lookup_exact(exact_key(model_id, prompt, params_key), made_after)
-        if hit is None:
-            hit = self._lookup_semantic(model_id, prompt, params_key, made_after)
-        if hit is not None:
-            # The entry found was stored under its own prompt, in this model and params scope.
-            self._note_use(exact_key(model_id, hit.cached_prompt, params_key))
+        keys = [exact_key(model_id, prompt, key) for key in params_keys]
+        found = self._lookup_exact(keys, made_after) or self._lookup_semantic(
+            model_id, prompt, params_keys, made_after
+        )
+        hit = None
+        if found is not None:
+            hit, stored_params_key = found
+            # The entry found was stored under its own prompt, in this model and its params scope.
+            self._note_use(exact_key(model_id, hit.cached_prompt, stored_params_key))
         log.debug(
             "cache lookup",
             extra={"model_id": model_id, "hit": hit.kind if hit else None},
@@ -311,17 +318,18 @@ class SemanticCache:
             log.info("cache entries deleted", extra={"entries": deleted})
         return deleted
 
-    def _lookup_exact(self, key: str, made_after: float) -> CacheHit | None:
+    def _lookup_exact(self, keys: list[str], made_after: float) -> tuple[CacheHit, str] | None:
         rows = (
             self._table.search()
-            .where(f"key = {sql_string(key)}")
-            .select(["prompt", "answer_text", "completion_tokens", "created_at"])
-            .limit(1)
+            .where(f"key IN ({', '.join(map(sql_string, keys))})")
+            .select(["prompt", "answer_text", "completion_tokens", "created_at", "params_key"])
+            .limit(len(keys))
             .to_list()
         )
-        if not rows or rows[0]["created_at"] < made_after:
-            return None
-        return _hit(rows[0], similarity=1.0, kind="exact")
+        for row in rows:
+            if row["created_at"] >= made_after:
+                return _hit(row, similarity=1.0, kind="exact"), row["params_key"]
+        return None
 
     def _nearest(self, vector: Any, limit: int, where: str | None = None) -> list[dict[str, Any]]:
         """The ``limit`` entries nearest ``vector`` (of those matching ``where``), nearest first."""
@@ -337,19 +345,22 @@ class SemanticCache:
         return query.select([*columns, "model_id", "params_key"]).limit(limit).to_list()
 
     def _lookup_semantic(
-        self, model_id: str, prompt: str, params_key: str, made_after: float
-    ) -> CacheHit | None:
+        self, model_id: str, prompt: str, params_keys: tuple[str, ...], made_after: float
+    ) -> tuple[CacheHit, str] | None:
         vector = self.embedder.embed([prompt])[0]
         embed = _KnownVectors(self.embedder, {prompt: vector})
         nearest = self._nearest(vector, _NEAREST)
         rows = [
             row
             for row in nearest
-            if row["model_id"] == model_id and row["params_key"] == params_key
+            if row["model_id"] == model_id and row["params_key"] in params_keys
         ][:_CANDIDATES]
         crowded = len(nearest) == _NEAREST and _similarity(nearest[-1]) >= self.similarity_threshold
         if crowded and len(rows) < _CANDIDATES:
-            scope = f"model_id = {sql_string(model_id)} AND params_key = {sql_string(params_key)}"
+            scope = (
+                f"model_id = {sql_string(model_id)} "
+                f"AND params_key IN ({', '.join(map(sql_string, params_keys))})"
+            )
             rows = self._nearest(vector, _CANDIDATES, where=scope)
         for row in rows:
             similarity = _similarity(row)
@@ -359,7 +370,7 @@ class SemanticCache:
                 continue
             reason = near_miss_reason(prompt, row["prompt"], similarity=similarity, embed=embed)
             if reason is None:
-                return _hit(row, similarity=similarity, kind="semantic")
+                return _hit(row, similarity=similarity, kind="semantic"), row["params_key"]
             log.debug("semantic candidate refused", extra={"reason": reason})
         return None
 

@@ -52,6 +52,12 @@ def cache_params_key(params: SamplingParams | None = None) -> str:
     return json.dumps(params.model_dump(mode="json", exclude={"max_tokens"}), sort_keys=True)
 
 
+def cut_answer_key(params_key: str, max_tokens: int) -> str:
+    """Return the scope of an answer cut at ``max_tokens``: the whole answer only for a job with
+    that budget (greedy decoding starts the same whatever the budget; a larger one goes on)."""
+    return json.dumps({**json.loads(params_key), "max_tokens": max_tokens}, sort_keys=True)
+
+
 def earlier_answer(store: ObjectStore, job_id: int) -> InferenceResult | None:
     """Return the answer an earlier run of this job already stored, if one did.
 
@@ -95,7 +101,9 @@ def _cached_answer(
 ) -> InferenceResult | None:
     if cache is None:
         return None
-    hit = cache.lookup(model.sha256, claimed.prompt, params_key)
+    hit = cache.lookup(
+        model.sha256, claimed.prompt, params_key, cut_answer_key(params_key, max_tokens)
+    )
     if hit is None or hit.completion_tokens > max_tokens:
         return None
     log.info(
@@ -145,13 +153,13 @@ def infer(
     params = SamplingParams(
         max_tokens=claimed.job.max_tokens, temperature=DETERMINISTIC_TEMPERATURE
     )
-    result, _ = _generate(
+    result, finish = _generate(
         engines.engine_for(model),
         prompt_messages(claimed.prompt),
         params,
         _reporting(lambda _: True, progress),
     )
-    _fill_cache(cache, model, claimed, result)
+    _fill_cache(cache, model, claimed, result, params, finish)
     return result
 
 
@@ -213,7 +221,7 @@ def _answer_stream(
         # After the turn's end: the renter's last chunk does not wait for an embedding and a
         # LanceDB write (a WebSocket session's next turn still does).
         if fills_cache:
-            _fill_cache(cache, model, claimed, result, params)
+            _fill_cache(cache, model, claimed, result, params, finish)
         results.append(result)
     if len(results) == 1:
         return results[0]
@@ -308,17 +316,22 @@ def _fill_cache(
     model: LocalModel,
     claimed: ClaimedJob,
     result: InferenceResult,
-    params: SamplingParams | None = None,
+    params: SamplingParams,
+    finish: str,
 ) -> None:
-    """Store the answer for later jobs; a failed write is logged, not raised: the job's own
-    answer is made and paid for whether or not the cache keeps a copy."""
+    """Store the answer for later jobs, one cut at its budget for that budget only; a failed
+    write is logged, not raised: the job's own answer is made and paid for whether or not the
+    cache keeps a copy."""
     if cache is None:
         return
+    params_key = cache_params_key(params)
+    if finish == "length":
+        params_key = cut_answer_key(params_key, params.max_tokens)
     try:
         cache.store(
             model.sha256,
             claimed.prompt,
-            cache_params_key(params),
+            params_key,
             result.text,
             result.completion_tokens,
             renter=claimed.job.renter,

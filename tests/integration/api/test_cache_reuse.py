@@ -111,6 +111,27 @@ def test_a_sampled_request_without_the_opt_in_leaves_nothing_cached(
     assert not _answered_from_cache(node, job_id)  # nothing was left to reuse
 
 
+def test_an_answer_cut_at_its_budget_is_reused_for_that_budget_only(
+    cached_node: tuple[ApiNode, SemanticCache],
+) -> None:
+    node, _ = cached_node
+    prompt = "tell me a long story about a lighthouse keeper"
+    reuse = {**SAMPLED, "allow_cache_reuse": True}
+    _, response = _ask(node, prompt, **reuse)
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["finish_reason"] == "length"  # cut at 8 tokens
+
+    again, response = _ask(node, prompt, **reuse)
+    assert response.status_code == 200, response.text
+    assert _answered_from_cache(node, again)
+
+    # A larger budget gets the whole answer the engine gives it, not the cut one.
+    longer, response = _ask(node, prompt, **{**reuse, "max_tokens": 12})
+    assert response.status_code == 200, response.text
+    assert not _answered_from_cache(node, longer)
+    assert response.json()["usage"]["completion_tokens"] > SAMPLED["max_tokens"]
+
+
 @pytest.mark.parametrize("value", ["maybe", 2, None, {"yes": True}])
 def test_a_wrong_allow_cache_reuse_is_a_clear_400(
     cached_node: tuple[ApiNode, SemanticCache], value: Any

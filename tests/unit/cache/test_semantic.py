@@ -201,3 +201,15 @@ def test_a_failed_write_is_a_transient_error_and_stores_nothing(
     assert caught.value.code == "cache_write_failed"
     monkeypatch.undo()
     assert cache.lookup(MODEL, "What is the capital of France?", PARAMS) is None
+
+
+def test_a_lookup_takes_an_answer_from_any_of_its_params_scopes(cache: SemanticCache) -> None:
+    cut_scope = '{"max_tokens":8,"temperature":0.0}'
+    _store(cache, "What is the capital of France?", "Paris is", params_key=cut_scope)
+    for prompt, kind in [
+        ("what is the capital of france", "exact"),
+        ("what is the capital city of France", "semantic"),
+    ]:
+        assert cache.lookup(MODEL, prompt, PARAMS) is None
+        hit = cache.lookup(MODEL, prompt, PARAMS, cut_scope)
+        assert hit is not None and (hit.kind, hit.answer_text) == (kind, "Paris is")
