@@ -22,7 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.cache_eval import DEFAULT_DATA, DEFAULT_MODEL, MODEL_ID, PARAMS_KEY, load_workload
+from benchmarks.cache_eval import (
+    CUT_PARAMS_KEY,
+    DEFAULT_DATA,
+    DEFAULT_MODEL,
+    MODEL_ID,
+    PARAMS_KEY,
+    load_workload,
+)
 from fabstir.cache import Embedder, SemanticCache
 from fabstir.cache.semantic import exact_key
 
@@ -84,7 +91,7 @@ def _probe(cache: SemanticCache, probes: list[dict[str, str]]) -> dict[str, Any]
     latencies_ms, right = [], 0
     for row in probes:
         started = time.perf_counter()
-        hit = cache.lookup(MODEL_ID, row["prompt"], PARAMS_KEY)
+        hit = cache.lookup(MODEL_ID, row["prompt"], PARAMS_KEY, CUT_PARAMS_KEY)
         latencies_ms.append((time.perf_counter() - started) * 1000)
         right += hit is not None and hit.answer_text == row["group"]
     return {
