@@ -197,7 +197,9 @@ def _answer_stream(
                 and (reused := _reusable_answer(cache, model, claimed, params, cached)) is not None
             ):
                 stream.publish(TokenPiece(reused.text, reused.completion_tokens))
-                result, finish = reused, "stop"
+                # As the engine would report the same tokens: an answer filling the budget was cut.
+                cut = reused.completion_tokens >= params.max_tokens
+                result, finish = reused, "length" if cut else "stop"
             else:
                 own = turn.messages is None
                 messages = prompt_messages(claimed.prompt) if own else turn.messages

@@ -124,6 +124,7 @@ def test_an_answer_cut_at_its_budget_is_reused_for_that_budget_only(
     again, response = _ask(node, prompt, **reuse)
     assert response.status_code == 200, response.text
     assert _answered_from_cache(node, again)
+    assert response.json()["choices"][0]["finish_reason"] == "length"  # still a cut answer
 
     # A larger budget gets the whole answer the engine gives it, not the cut one.
     longer, response = _ask(node, prompt, **{**reuse, "max_tokens": 12})
