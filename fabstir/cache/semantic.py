@@ -165,17 +165,23 @@ class SemanticCache:
             )
 
     def lookup(
-        self, model_id: str, prompt: str, params_key: str, *more_params_keys: str
+        self,
+        model_id: str,
+        prompt: str,
+        params_key: str,
+        *more_params_keys: str,
+        max_completion_tokens: int | None = None,
     ) -> CacheHit | None:
         """Return the cached answer for this prompt and model stored under any of the params
-        keys, or None."""
+        keys, and of at most ``max_completion_tokens`` tokens if given, or None."""
         params_keys = (params_key, *more_params_keys)
-        # The TTL is checked on the rows found, not in the query: a range filter over every
-        # row's created_at costs ~23 ms at 1M entries even with an index.
+        # The TTL and the length are checked on the rows found, not in the query: a range filter
+        # over every row's created_at costs ~23 ms at 1M entries even with an index.
         made_after = self._clock() - self.ttl_s
+        fits = _Fits(made_after, max_completion_tokens)
         keys = [exact_key(model_id, prompt, key) for key in params_keys]
-        found = self._lookup_exact(keys, made_after) or self._lookup_semantic(
-            model_id, prompt, params_keys, made_after
+        found = self._lookup_exact(keys, fits) or self._lookup_semantic(
+            model_id, prompt, params_keys, fits
         )
         hit = None
         if found is not None:
@@ -318,7 +324,7 @@ class SemanticCache:
             log.info("cache entries deleted", extra={"entries": deleted})
         return deleted
 
-    def _lookup_exact(self, keys: list[str], made_after: float) -> tuple[CacheHit, str] | None:
+    def _lookup_exact(self, keys: list[str], fits: _Fits) -> tuple[CacheHit, str] | None:
         rows = (
             self._table.search()
             .where(f"key IN ({', '.join(map(sql_string, keys))})")
@@ -327,7 +333,7 @@ class SemanticCache:
             .to_list()
         )
         for row in rows:
-            if row["created_at"] >= made_after:
+            if fits(row):
                 return _hit(row, similarity=1.0, kind="exact"), row["params_key"]
         return None
 
@@ -345,7 +351,7 @@ class SemanticCache:
         return query.select([*columns, "model_id", "params_key"]).limit(limit).to_list()
 
     def _lookup_semantic(
-        self, model_id: str, prompt: str, params_keys: tuple[str, ...], made_after: float
+        self, model_id: str, prompt: str, params_keys: tuple[str, ...], fits: _Fits
     ) -> tuple[CacheHit, str] | None:
         vector = self.embedder.embed([prompt])[0]
         embed = _KnownVectors(self.embedder, {prompt: vector})
@@ -366,13 +372,26 @@ class SemanticCache:
             similarity = _similarity(row)
             if similarity < self.similarity_threshold:
                 break
-            if row["created_at"] < made_after:  # expired, not yet evicted
+            if not fits(row):  # expired (not yet evicted), or too long for the job
                 continue
             reason = near_miss_reason(prompt, row["prompt"], similarity=similarity, embed=embed)
             if reason is None:
                 return _hit(row, similarity=similarity, kind="semantic"), row["params_key"]
             log.debug("semantic candidate refused", extra={"reason": reason})
         return None
+
+
+@dataclass(frozen=True)
+class _Fits:
+    """Whether a row found may serve: made after ``made_after``, no longer than the budget."""
+
+    made_after: float
+    max_completion_tokens: int | None
+
+    def __call__(self, row: dict[str, Any]) -> bool:
+        fresh = row["created_at"] >= self.made_after
+        budget = self.max_completion_tokens
+        return fresh and (budget is None or row["completion_tokens"] <= budget)
 
 
 class _KnownVectors:

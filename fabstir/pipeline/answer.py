@@ -102,9 +102,13 @@ def _cached_answer(
     if cache is None:
         return None
     hit = cache.lookup(
-        model.sha256, claimed.prompt, params_key, cut_answer_key(params_key, max_tokens)
+        model.sha256,
+        claimed.prompt,
+        params_key,
+        cut_answer_key(params_key, max_tokens),
+        max_completion_tokens=max_tokens,
     )
-    if hit is None or hit.completion_tokens > max_tokens:
+    if hit is None:
         return None
     log.info(
         "cache hit",
@@ -247,11 +251,14 @@ def _reusable_answer(
 ) -> InferenceResult | None:
     """Return the answer already made for the job's own prompt with ``params``, if it fits."""
     if params == SamplingParams(max_tokens=params.max_tokens):
-        # The cache lookup step already looked in the deterministic scope (and for an earlier
-        # run's answer).
+        # The cache lookup step already looked in the deterministic scope at the job's budget
+        # (and for an earlier run's answer); a turn asking for fewer tokens may also take an
+        # answer cut at its own budget.
         if cached is not None and cached.completion_tokens <= params.max_tokens:
             return cached
-        return None
+        if params.max_tokens >= claimed.job.max_tokens:
+            return None
+        return _cached_answer(cache, model, claimed, cache_params_key(), params.max_tokens)
     return _cached_answer(cache, model, claimed, cache_params_key(params), params.max_tokens)
 
 

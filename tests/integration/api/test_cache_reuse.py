@@ -133,6 +133,19 @@ def test_an_answer_cut_at_its_budget_is_reused_for_that_budget_only(
     assert response.json()["usage"]["completion_tokens"] > SAMPLED["max_tokens"]
 
 
+def test_a_greedy_request_below_its_jobs_budget_reuses_an_answer_cut_at_its_own(
+    cached_node: tuple[ApiNode, SemanticCache],
+) -> None:
+    node, _ = cached_node
+    prompt = "one two three four five six seven eight nine ten"
+    first, response = _ask(node, prompt, max_tokens=8)  # the job allows MAX_TOKENS = 24
+    assert response.json()["choices"][0]["finish_reason"] == "length"
+    assert not _answered_from_cache(node, first)
+    again, response = _ask(node, prompt, max_tokens=8)
+    assert _answered_from_cache(node, again)
+    assert response.json()["usage"]["completion_tokens"] == 8
+
+
 @pytest.mark.parametrize("value", ["maybe", 2, None, {"yes": True}])
 def test_a_wrong_allow_cache_reuse_is_a_clear_400(
     cached_node: tuple[ApiNode, SemanticCache], value: Any

@@ -9,8 +9,10 @@ import pytest
 
 from fabstir.cache import SemanticCache, answer_reusable
 from fabstir.errors import ConfigError
+from fabstir.pipeline.answer import cache_params_key, cut_answer_key
 
-PARAMS = '{"temperature":0.0}'
+PARAMS = cache_params_key()
+CUT = cut_answer_key(PARAMS, 8)
 MODEL = "model"
 RENTER = "0x" + "ab" * 20
 
@@ -216,3 +218,21 @@ def test_temperature_above_zero_bypasses_unless_reuse_is_allowed() -> None:
     assert answer_reusable(0.7, allow_reuse=True)
     with pytest.raises(ValueError):
         answer_reusable(-0.1, allow_reuse=True)
+
+
+def test_a_hit_in_another_scope_of_the_lookup_keeps_that_entry(
+    tmp_path: Path, fake_embedder: Any
+) -> None:
+    clock = Clock()
+    cache = _cache(tmp_path, fake_embedder, clock, max_entries=2)
+    cache.store(MODEL, "What is the capital of France?", CUT, "Paris is the", 8, renter=RENTER)
+    clock.now += 10
+    _store(cache, "How do I boil an egg?")
+    clock.now += 10
+    hit = cache.lookup(MODEL, "What is the capital of France?", PARAMS, CUT)
+    assert hit is not None and hit.answer_text == "Paris is the"
+    clock.now += 10
+    _store(cache, "Why is the sky blue?")
+    assert cache.evict() == 1
+    assert cache.lookup(MODEL, "How do I boil an egg?", PARAMS) is None  # unused: evicted
+    assert cache.lookup(MODEL, "What is the capital of France?", PARAMS, CUT) is not None

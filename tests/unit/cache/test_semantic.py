@@ -8,6 +8,7 @@ import pytest
 from fabstir.cache import CacheHit, SemanticCache
 from fabstir.cache.semantic import exact_key, sql_string
 from fabstir.errors import ConfigError, TransientError
+from fabstir.pipeline.answer import cache_params_key, cut_answer_key
 
 PARAMS = '{"max_tokens":64,"seed":42,"temperature":0.0,"top_p":1.0}'
 MODEL = "smollm2-135m-instruct-q4_0"
@@ -204,12 +205,29 @@ def test_a_failed_write_is_a_transient_error_and_stores_nothing(
 
 
 def test_a_lookup_takes_an_answer_from_any_of_its_params_scopes(cache: SemanticCache) -> None:
-    cut_scope = '{"max_tokens":8,"temperature":0.0}'
-    _store(cache, "What is the capital of France?", "Paris is", params_key=cut_scope)
+    plain, cut = cache_params_key(), cut_answer_key(cache_params_key(), 8)
+    assert cut != plain
+    _store(cache, "What is the capital of France?", "Paris is", params_key=cut)
     for prompt, kind in [
         ("what is the capital of france", "exact"),
         ("what is the capital city of France", "semantic"),
     ]:
-        assert cache.lookup(MODEL, prompt, PARAMS) is None
-        hit = cache.lookup(MODEL, prompt, PARAMS, cut_scope)
+        assert cache.lookup(MODEL, prompt, plain) is None
+        hit = cache.lookup(MODEL, prompt, plain, cut)
         assert hit is not None and (hit.kind, hit.answer_text) == (kind, "Paris is")
+
+
+@pytest.mark.parametrize("cut_first", [True, False])
+def test_a_longer_answer_in_one_scope_does_not_hide_one_that_fits(
+    cache: SemanticCache, cut_first: bool
+) -> None:
+    plain, cut = cache_params_key(), cut_answer_key(cache_params_key(), 8)
+    finished = " ".join(["word"] * 20)
+    stores = [(cut, "the first eight words of the whole answer"), (plain, finished)]
+    for params_key, answer in stores if cut_first else stores[::-1]:
+        _store(cache, "What is the capital of France?", answer, params_key=params_key)
+    for prompt in ("what is the capital of france", "what is the capital city of France"):
+        hit = cache.lookup(MODEL, prompt, plain, cut, max_completion_tokens=8)
+        assert hit is not None and hit.answer_text.startswith("the first eight")
+        assert cache.lookup(MODEL, prompt, plain, cut).completion_tokens in (8, 20)  # type: ignore[union-attr]
+        assert cache.lookup(MODEL, prompt, plain, max_completion_tokens=19) is None
