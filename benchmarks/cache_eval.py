@@ -79,9 +79,8 @@ def load_workload(path: Path) -> list[dict[str, str]]:
 
 def fold_of(row: dict[str, str]) -> int:
     """Return the fold of the row's group; a near-miss goes with the group it resembles."""
-    group = row.get("near") or row["group"]
-    digits = re.sub(r"\D", "", group)
-    return int(digits) % FOLDS if digits else 1
+    number = re.search(r"(\d+)$", row.get("near") or row["group"])
+    return int(number.group(1)) % FOLDS if number else 1
 
 
 def split_part(row: dict[str, str]) -> str:
@@ -105,8 +104,12 @@ def cross_validate(
             for v in REMOVED_WORD_GRID
             if scores[v]["wrong_hit_rate"] <= MAX_TRAINING_WRONG_HIT_RATE
         ]
-        # None allowed: the strictest value.
-        chosen = max(allowed, key=lambda v: scores[v]["repeatable_hit_rate"], default=max(scores))
+        # Ties go to the stricter value; if none is allowed, the strictest.
+        chosen = max(
+            allowed,
+            key=lambda v: (scores[v]["repeatable_hit_rate"], -scores[v]["wrong_hits"], v),
+            default=max(scores),
+        )
         held_out = [row for row in rows if fold_of(row) == fold]
         result = _replay_with_removed_word_similarity(held_out, embedder, threshold, chosen)
         folds.append({"fold": fold, "removed_word_similarity": chosen, **result})
@@ -216,6 +219,13 @@ def main(argv: list[str] | None = None) -> int:
         rows = load_workload(args.data)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.cross_validate or not args.no_split:
+        empty = [n for n in range(FOLDS) if not any(fold_of(row) == n for row in rows)]
+        if empty:
+            parser.error(
+                f"--data has no group in fold {empty} (a group's fold is its trailing number mod "
+                f"{FOLDS}); use --no-split without --cross-validate"
+            )
     embedder = Embedder(args.model)
 
     candidate = replay(rows, embedder, args.threshold, guard=True)
