@@ -6,12 +6,13 @@ close as true paraphrases, so a semantic hit must also pass :func:`near_miss_rea
 compares the prompts' words: it reads an abbreviation as the name it spells ("NYC"/"New York"),
 pairs off the content words that differ, lets WordNet synonyms stand for each other
 ("built"/"constructed") and ignores the words that only frame a request ("tips", "formula"),
-then refuses differences that often change the answer: numbers, units and periods, negation,
-operators, restrictions, opposites and sibling terms (WordNet), a named entity on one side
-only, reversed order around "from/to/for" or a swapped start and end ("to X" / "instead of
-X"), another question word, a swapped adjective or single naming word, and, unless the
-prompts are very close, a naming word that only one of them has and that its own prompt cannot
-lose without changing its embedding. Rewordings are left to the similarity threshold.
+then refuses differences that often change the answer: numbers, units and periods (and which
+number has which unit), negation, operators, restrictions, opposites and sibling terms
+(WordNet), a named entity on one side only, reversed order around "from/to/for" or a swapped
+start and end ("to X" / "instead of X"), another question word, a swapped adjective or single
+naming word, and, unless the prompts are very close, a naming word that only one of them has
+and that its own prompt cannot lose without changing its embedding. Rewordings are left to the
+similarity threshold.
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ _BARE_NEGATIONS = frozenset(
         "cannot",
     ]
 )
+_YES_OR_NO = re.compile(r"\bor not\b")
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 _TOKEN = re.compile(r"[A-Za-z]+|\d+(?:\.\d+)?")
 # "'s", "'ll"... are dropped, "n't" becomes "not", "2nd" becomes "2".
@@ -340,8 +342,17 @@ _UNIT_ABBREVIATIONS = {
 # "second" and "minute" are also an ordinal and an adjective: units only after a number.
 _NUMBER_ONLY_UNITS = frozenset({"second", "minute"})
 _UNIT = re.compile(r"(\d\s*-?\s*|°\s*)?([A-Za-z]+)")
+# A number and the unit written right after it ("10 kilometers", "5kg").
+_MEASURE = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*-?\s*([A-Za-z]+)")
 # Words for small counts besides the numerals ("a pair of dice", "double sixes").
-_COUNT_WORDS = {"single": "1", "double": "2", "pair": "2", "twice": "2", "dozen": "12"}
+_COUNT_WORDS = {
+    "single": "1",
+    "double": "2",
+    "pair": "2",
+    "twice": "2",
+    "dozen": "12",
+    "half": "0.5",
+}
 # Words that narrow a question ("only", "even", "at least"): adding one changes the answer.
 _RESTRICTIONS = frozenset({"only", "even", "odd", "least", "except", "both", "either"})
 # Words whose objects give a direction: "from London to New York" is not the reverse trip.
@@ -428,7 +439,7 @@ def prompt_numbers(prompt: str) -> Counter[str]:
             or _ROMAN.get(token)
         )
         if number is not None:
-            numbers[number] += 1
+            numbers[_canonical_number(number)] += 1
     return numbers
 
 
@@ -445,8 +456,11 @@ def prompt_units(prompt: str) -> frozenset[str]:
 
 
 def negation_words(prompt: str) -> frozenset[str]:
-    """Return the negation words in the prompt; contractions ("don't", "cant") count as "not"."""
-    text = _text(prompt).casefold()
+    """Return the negation words in the prompt; contractions ("don't", "cant") count as "not".
+
+    "Or not" ("is 91 prime or not?") only marks a yes-or-no question, and does not count.
+    """
+    text = _YES_OR_NO.sub(" ", _text(prompt).casefold())
     words = set()
     for word in _WORD.findall(text):
         if word.endswith("n't") or word in _BARE_NEGATIONS:
@@ -468,7 +482,8 @@ def near_miss_reason(
     Abbreviations are first read as the names they spell; content words that differ are paired
     off when they are one word (typos, plurals, "-ing" forms) or WordNet synonyms. Refused: other
     numbers (a repeated number, or "one" against "a", is the same), other units when both name
-    some, other negation or operators; an added
+    some, a number both have written with another unit after it ("10 km" / "10 miles"), other
+    negation or operators (an unwritten multiplication aside); an added
     restriction ("only", "even"); a remaining pair of WordNet opposites or siblings, or of words
     that differ by a contrasting prefix; a named entity missing from the other prompt; two shared
     words in reverse order around a direction word, or a word one prompt goes from and the other
@@ -492,10 +507,13 @@ def near_miss_reason(
     units_a, units_b = prompt_units(prompt), prompt_units(cached_prompt)
     if units_a and units_b and units_a != units_b:
         return "units differ"
+    if _measures_differ(prompt, cached_prompt):
+        return "units differ"
     if negation_words(prompt) != negation_words(cached_prompt):
         return "negation differs"
     operators_a, operators_b = _operators(prompt), _operators(cached_prompt)
-    if operators_a and operators_b and operators_a != operators_b:
+    # Multiplication is often left unwritten ("x^2 sin(x)" / "x^2*sin(x)").
+    if operators_a and operators_b and operators_a.replace("*", "") != operators_b.replace("*", ""):
         return "operators differ"
     words_a, words_b = _content_words(prompt), _content_words(cached_prompt)
     only_a, only_b = _unmatched(words_a, words_b), _unmatched(words_b, words_a)
@@ -543,6 +561,25 @@ def near_miss_reason(
             if embed is None or not _keeps_meaning_without(text, added, embed):
                 return "word added"
     return None
+
+
+def _measures_differ(prompt: str, other: str) -> bool:
+    """Say whether a number both prompts have is measured in another unit ("10 km" / "10 miles")."""
+    measures_a, measures_b = _measures(prompt), _measures(other)
+    return any(
+        measures_a[number] != measures_b[number] for number in measures_a.keys() & measures_b.keys()
+    )
+
+
+def _measures(prompt: str) -> dict[str, set[str]]:
+    """Map each number written with a unit right after it to those units."""
+    measures: dict[str, set[str]] = {}
+    for match in _MEASURE.finditer(_THOUSANDS_SEPARATOR.sub("", _text(prompt))):
+        word = match.group(2).lower()
+        unit = _UNITS.get(word) or _UNIT_ABBREVIATIONS.get(word)
+        if unit is not None:
+            measures.setdefault(_canonical_number(match.group(1)), set()).add(unit)
+    return measures
 
 
 def _only_word_differs(prompt: str, other: str, left: list[str], other_left: list[str]) -> bool:
@@ -714,12 +751,16 @@ def _lost_entities(prompt: str, other: str) -> bool:
     other_words = {token.lower() for token in _tokens(other)}
     lexicon = wordnet()
     # "Great Pyramids", "the Second World War", "Is it OK": capitalised, but not names.
+    # A numeral ("World War II") is compared as a number, a unit the other prompt names in any
+    # form ("Fahrenheit" / "350F") as a unit.
+    other_units = prompt_units(other)
     entities = {
         word
-        for word in (e.lower() for e in _ENTITY.findall(_text(prompt).strip()))
+        for word in (e.lower() for e in _ENTITY.findall(_text(prompt).strip()) if e not in _ROMAN)
         if word != "i"
         and word not in _NUMBER_WORDS
         and word not in _ORDINALS
+        and _UNITS.get(word) not in other_units
         and not lexicon.mostly_modifier(word)
     }
     return any(

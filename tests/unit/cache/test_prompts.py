@@ -55,6 +55,7 @@ def test_normalise_is_idempotent(prompt: str) -> None:
         ("a 300k mortgage, express .375 as a fraction", {"300000": 1, ".375": 1}),
         ("When did World War II end? I ask", {"2": 1}),
         ("a pair of sixes, a dozen eggs", {"2": 1, "6": 1, "12": 1}),
+        ("half a cup, 0.5 l", {".5": 2}),
     ],
 )
 def test_prompt_numbers(prompt: str, numbers: dict[str, int]) -> None:
@@ -71,6 +72,8 @@ def test_prompt_numbers(prompt: str, numbers: dict[str, int]) -> None:
         ("Is there no way?", {"no"}),
         ("Notable novels of 1920", set()),
         ("why wont my bread rise", {"not"}),
+        ("is 91 prime or not", set()),
+        ("or nothing", {"nothing"}),
     ],
 )
 def test_negation_words(prompt: str, words: set[str]) -> None:
@@ -276,6 +279,35 @@ def test_prompt_units(prompt: str, units: set[str]) -> None:
     ],
 )
 def test_near_miss_rules_units_names_ends(prompt: str, cached: str, reason: str | None) -> None:
+    assert near_miss_reason(prompt, cached) == reason
+    assert near_miss_reason(cached, prompt) == reason
+
+
+@pytest.mark.parametrize(
+    ("prompt", "cached", "reason"),
+    [
+        # A number keeps the unit written after it: the same words, the other way round.
+        ("How many miles is 10 kilometers?", "How many kilometers is 10 miles?", "units differ"),
+        ("convert 5 kg to lb", "convert 5 lb to kg", "units differ"),
+        ("How far is 10km in miles?", "10 kilometres to miles", None),
+        # "half" is a number.
+        ("How do I tie a Windsor knot?", "How do I tie a half Windsor knot?", "numbers differ"),
+        ("half a cup of sugar in grams", "0.5 cup of sugar in grams", None),
+        # A numeral is a number and a unit the other names is a unit, not a missing name.
+        ("What year did the Second World War end?", "When did World War II end?", None),
+        ("What is 350 degrees Fahrenheit in Celsius?", "my recipe says 350F, in celsius?", None),
+        ("Boiling point of water in Fahrenheit", "Boiling point of water", "entity differs"),
+        # Multiplication may be left unwritten; another operator still counts.
+        ("derivative of x^2*sin x", "What is the derivative of x^2 sin(x)?", None),
+        ("what is 6*7", "what is 6 + 7", "operators differ"),
+        # "or not" only asks for a yes or a no.
+        ("is 91 prime", "Quick question, is the number 91 prime or not?", None),
+        ("Is 91 prime or not?", "Is 91 not prime?", "negation differs"),
+    ],
+)
+def test_near_miss_rules_measures_numerals_tags(
+    prompt: str, cached: str, reason: str | None
+) -> None:
     assert near_miss_reason(prompt, cached) == reason
     assert near_miss_reason(cached, prompt) == reason
 
