@@ -127,6 +127,12 @@ class WordNet:
         modifiers = sum(part in {"a", "r"} for part in parts)
         return modifiers > len(parts) - modifiers
 
+    def is_common_noun(self, word: str) -> bool:
+        """Say whether the first noun sense of ``word`` is a kind of thing, not a named instance
+        ("airport", "Sunday"; not "Paris" or "London")."""
+        nouns = [s for lemma in self.lemmas(word) for s in self._index[lemma] if s[0] == "n"]
+        return bool(nouns) and not self._pointers(nouns[0], {"@i"})
+
     def synonyms(self, a: str, b: str) -> bool:
         """Say whether ``a`` and ``b`` share a sense or one's sense points to the other's."""
         return bool(self._meanings(a) & self.senses(b) or self._meanings(b) & self.senses(a))

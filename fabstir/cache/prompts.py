@@ -528,7 +528,7 @@ def near_miss_reason(
                 return "opposite words"
             if lexicon.siblings(a, b):
                 return "sibling words"
-    if _lost_entities(prompt, cached_prompt) or _lost_entities(cached_prompt, prompt):
+    if _entity_differs(prompt, cached_prompt):
         return "entity differs"
     # Both must compare: a comparison word on one side only ("is X faster than Y, compared
     # to...?") leaves the other side's order meaningful.
@@ -746,26 +746,63 @@ def _prefix_contrast(a: str, b: str) -> bool:
     )
 
 
-def _lost_entities(prompt: str, other: str) -> bool:
-    """Say whether a named entity of ``prompt`` is missing from ``other``, even as a synonym."""
+def _entity_differs(prompt: str, other: str) -> bool:
+    """Say whether one prompt names something the other does not.
+
+    A common noun beside a name both have is part of that name, said in full on one side only
+    ("Heathrow Airport" / "Heathrow", "Easter Sunday", "the Roman Empire" / "Roman emperor"),
+    unless the other side names something else too ("Easter Sunday" / "Easter Monday").
+    """
+    missing, other_missing = _missing_names(prompt, other), _missing_names(other, prompt)
+    if missing and other_missing:
+        return True
+    return not all(name_part for _, name_part in missing + other_missing)
+
+
+def _missing_names(prompt: str, other: str) -> list[tuple[str, bool]]:
+    """Return the names of ``prompt`` that ``other`` lacks, even as synonyms, each with whether
+    it is a common noun beside a name ``other`` has.
+
+    Not names: capitalised words that are numbers, numerals, ordinals or modifiers ("Great
+    Pyramids", "World War II", "the Second World War", "Is it OK"), or a unit ``other`` names in
+    any form ("Fahrenheit" / "350°F").
+    """
     other_words = {token.lower() for token in _tokens(other)}
-    lexicon = wordnet()
-    # "Great Pyramids", "the Second World War", "Is it OK": capitalised, but not names.
-    # A numeral ("World War II") is compared as a number, a unit the other prompt names in any
-    # form ("Fahrenheit" / "350F") as a unit.
     other_units = prompt_units(other)
-    entities = {
-        word
-        for word in (e.lower() for e in _ENTITY.findall(_text(prompt).strip()) if e not in _ROMAN)
-        if word != "i"
-        and word not in _NUMBER_WORDS
-        and word not in _ORDINALS
-        and _UNITS.get(word) not in other_units
-        and not lexicon.mostly_modifier(word)
-    }
-    return any(
-        not any(_same_word(e, o) or lexicon.synonyms(e, o) for o in other_words) for e in entities
-    )
+    lexicon = wordnet()
+
+    def present(word: str) -> bool:
+        return any(_same_word(word, o) or lexicon.synonyms(word, o) for o in other_words)
+
+    text = _text(prompt).strip()
+    names = [name for name in _ENTITY.finditer(text) if name.group(0) not in _ROMAN]
+    missing = []
+    for i, name in enumerate(names):
+        word = name.group(0).lower()
+        unit = _UNITS.get(word) or _UNIT_ABBREVIATIONS.get(word)
+        if (
+            word == "i"
+            or word in _NUMBER_WORDS
+            or word in _ORDINALS
+            or (unit is not None and unit in other_units)
+            or lexicon.mostly_modifier(word)
+            or present(word)
+        ):
+            continue
+        beside = [
+            n.group(0).lower()
+            for n in names[max(0, i - 1) : i + 2]
+            if n is not name
+            and text[min(n.end(), name.end()) : max(n.start(), name.start())].isspace()
+        ]
+        # Written in capitals ("HTTP POST") it is an acronym, not a common noun.
+        name_part = (
+            not name.group(0).isupper()
+            and lexicon.is_common_noun(word)
+            and any(present(n) for n in beside)
+        )
+        missing.append((word, name_part))
+    return missing
 
 
 def _operators(prompt: str) -> str:

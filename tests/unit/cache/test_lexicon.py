@@ -89,3 +89,11 @@ def test_missing_files_raise_dependency_missing(tmp_path: Path) -> None:
 )
 def test_mostly_modifier(word: str, expected: bool) -> None:
     assert wordnet().mostly_modifier(word) is expected
+
+
+@pytest.mark.parametrize(
+    ("word", "common"),
+    [("airport", True), ("Sunday", True), ("empire", True), ("London", False), ("qwzx", False)],
+)
+def test_is_common_noun(word: str, common: bool) -> None:
+    assert wordnet().is_common_noun(word) is common
