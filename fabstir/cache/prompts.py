@@ -486,8 +486,8 @@ def near_miss_reason(
     negation or operators (an unwritten multiplication aside); an added
     restriction ("only", "even"); a remaining pair of WordNet opposites or siblings, or of words
     that differ by a contrasting prefix; a named entity missing from the other prompt; two shared
-    words in reverse order around a direction word, or a word one prompt goes from and the other
-    goes to (order is ignored when both prompts compare: "X vs Y"); another question word
+    words in reverse order around the same direction word, or a word one prompt goes from and the
+    other goes to (order is ignored when both prompts compare: "X vs Y"); another question word
     (who/when/where/why); two different adjectives; a single naming word (not an adjective or
     adverb) swapped for another; and, when ``similarity`` (the prompts' cosine similarity; 1 when
     unknown) is below :data:`ADDED_WORD_SIMILARITY`, naming words on one side only, unless
@@ -813,7 +813,9 @@ def _operators(prompt: str) -> str:
 
 
 def _order_reversed(prompt: str, other: str) -> bool:
-    """Say whether two words of both prompts, a direction word between them, swapped places."""
+    """Say whether two words of both prompts swapped places around the same direction word
+    ("from London to Paris" / "from Paris to London"), not around two different ones ("be at
+    the airport for a flight" / "before a flight, get to the airport")."""
     sequence_a, sequence_b = _direction_sequence(prompt), _direction_sequence(other)
     first_a = _first_positions(sequence_a)
     first_b = _first_positions(sequence_b)
@@ -821,10 +823,8 @@ def _order_reversed(prompt: str, other: str) -> bool:
     for i, x in enumerate(shared):
         for y in shared[i + 1 :]:
             ax, ay, bx, by = first_a[x], first_a[y], first_b[x], first_b[y]
-            if (
-                (ax < ay) != (bx < by)
-                and _direction_between(sequence_a, ax, ay)
-                and _direction_between(sequence_b, bx, by)
+            if (ax < ay) != (bx < by) and (
+                _directions_between(sequence_a, ax, ay) & _directions_between(sequence_b, bx, by)
             ):
                 return True
     return False
@@ -850,23 +850,23 @@ def _ends(prompt: str) -> tuple[set[str], set[str]]:
     return sources, targets
 
 
-def _direction_sequence(prompt: str) -> list[str | None]:
-    """Return the prompt's words as stems, with None for each direction word."""
+def _direction_sequence(prompt: str) -> list[str]:
+    """Return the prompt's words: direction words as they are, the others as stems."""
     words = (token.lower() for token in _tokens(prompt))
-    return [None if word in _DIRECTIONS else _stem(word) for word in words]
+    return [word if word in _DIRECTIONS else _stem(word) for word in words]
 
 
-def _first_positions(sequence: list[str | None]) -> dict[str, int]:
+def _first_positions(sequence: list[str]) -> dict[str, int]:
     positions: dict[str, int] = {}
     for position, word in enumerate(sequence):
-        if word is not None and word not in _FUNCTION_WORDS:
+        if word not in _DIRECTIONS and word not in _FUNCTION_WORDS:
             positions.setdefault(word, position)
     return positions
 
 
-def _direction_between(sequence: list[str | None], i: int, j: int) -> bool:
+def _directions_between(sequence: list[str], i: int, j: int) -> set[str]:
     low, high = sorted((i, j))
-    return None in sequence[low + 1 : high]
+    return {word for word in sequence[low + 1 : high] if word in _DIRECTIONS}
 
 
 def _edit_distance(a: str, b: str) -> int:

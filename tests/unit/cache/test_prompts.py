@@ -463,6 +463,12 @@ def test_near_miss_reason_refuses_a_similarity_out_of_range(similarity: float) -
             "Can I substitute baking powder for baking soda?",
             "direction differs",
         ),
+        # Words that swap places around two different direction words are only reordered.
+        (
+            "be at the airport for an international flight",
+            "before an international flight, get to the airport",
+            None,
+        ),
         # A comparison word on one side only leaves the other side's order meaningful.
         (
             "Compare: is Python faster than Java?",
