@@ -22,6 +22,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable
 from difflib import SequenceMatcher
+from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from fabstir.cache.lexicon import wordnet
@@ -344,6 +345,15 @@ _NUMBER_ONLY_UNITS = frozenset({"second", "minute"})
 _UNIT = re.compile(r"(\d\s*-?\s*|°\s*)?([A-Za-z]+)")
 # A number and the unit written right after it ("10 kilometers", "5kg").
 _MEASURE = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*-?\s*([A-Za-z]+)")
+# A length of time: a count or "a", then a unit of it ("7 days", "a week", "half an hour").
+_MINUTES = {"minute": 1, "hour": 60, "day": 24 * 60, "week": 7 * 24 * 60}
+_DURATION_COUNTS = {"a": "1", "an": "1", "half a": "1/2", "half an": "1/2"}
+_DURATION = re.compile(
+    r"\b(\d+(?:\.\d+)?|half an?|an?|"
+    + "|".join(_NUMBER_WORDS)
+    + r")\s*-?\s*(minutes?|mins?|hours?|hrs?|days?|weeks?)\b",
+    re.IGNORECASE,
+)
 # Words for small counts besides the numerals ("a pair of dice", "double sixes").
 _COUNT_WORDS = {
     "single": "1",
@@ -482,13 +492,14 @@ def near_miss_reason(
     Abbreviations are first read as the names they spell; content words that differ are paired
     off when they are one word (typos, plurals, "-ing" forms) or WordNet synonyms. Refused: other
     numbers (a repeated number, or "one" against "a", is the same), other units when both name
-    some, a number both have written with another unit after it ("10 km" / "10 miles"), other
-    negation or operators (an unwritten multiplication aside); an added
-    restriction ("only", "even"); a remaining pair of WordNet opposites or siblings, or of words
-    that differ by a contrasting prefix; a named entity missing from the other prompt; two shared
-    words in reverse order around the same direction word, or a word one prompt goes from and the
-    other goes to (order is ignored when both prompts compare: "X vs Y"); another question word
-    (who/when/where/why); two different adjectives; a single naming word (not an adjective or
+    some (the same length of time in other units, "a week" / "7 days", is the same), a number
+    both have written with another unit after it ("10 km" / "10 miles"), other negation or
+    operators (an unwritten multiplication aside); an added restriction ("only", "even"); a
+    remaining pair of WordNet opposites or siblings, or of words that differ by a contrasting
+    prefix; a named entity missing from the other prompt; two shared words in reverse order
+    around the same direction word, or a word one prompt goes from and the other goes to (order
+    is ignored when both prompts compare: "X vs Y"); another question word (who/when/where/why);
+    two different adjectives; a single naming word (not an adjective or
     adverb) swapped for another; and, when ``similarity`` (the prompts' cosine similarity; 1 when
     unknown) is below :data:`ADDED_WORD_SIMILARITY`, naming words on one side only, unless
     ``embed`` (texts to unit-length vectors: the cache's embedder) shows that prompt, if short
@@ -502,6 +513,9 @@ def near_miss_reason(
     if not -1 <= similarity <= 1:
         raise ValueError(f"similarity must be in [-1, 1], got {similarity}")
     prompt, cached_prompt = _abbreviate(prompt, cached_prompt), _abbreviate(cached_prompt, prompt)
+    if _durations(prompt) == _durations(cached_prompt):
+        # The same lengths of time, said in other units ("a week" / "7 days"), ask the same.
+        prompt, cached_prompt = _DURATION.sub(" ", prompt), _DURATION.sub(" ", cached_prompt)
     if _number_set(prompt) != _number_set(cached_prompt):
         return "numbers differ"
     units_a, units_b = prompt_units(prompt), prompt_units(cached_prompt)
@@ -561,6 +575,17 @@ def near_miss_reason(
             if embed is None or not _keeps_meaning_without(text, added, embed):
                 return "word added"
     return None
+
+
+def _durations(prompt: str) -> Counter[Fraction]:
+    """Return the lengths of time the prompt names ("a week", "30 min", "half an hour") in
+    minutes."""
+    durations: Counter[Fraction] = Counter()
+    for match in _DURATION.finditer(_text(prompt)):
+        count, unit = match.group(1).lower(), match.group(2).lower()
+        amount = Fraction(_DURATION_COUNTS.get(count) or _NUMBER_WORDS.get(count) or count)
+        durations[amount * _MINUTES[_UNITS.get(unit) or _UNIT_ABBREVIATIONS[unit]]] += 1
+    return durations
 
 
 def _measures_differ(prompt: str, other: str) -> bool:

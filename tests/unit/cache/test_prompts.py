@@ -290,6 +290,11 @@ def test_near_miss_rules_units_names_ends(prompt: str, cached: str, reason: str 
         ("How many miles is 10 kilometers?", "How many kilometers is 10 miles?", "units differ"),
         ("convert 5 kg to lb", "convert 5 lb to kg", "units differ"),
         ("How far is 10km in miles?", "10 kilometres to miles", None),
+        # The same length of time in other units asks the same.
+        ("packing list for a week at the beach", "packing list for a 7 day beach trip", None),
+        ("vegetarian dinner for 4, 30 min max", "vegetarian dinner for four in half an hour", None),
+        ("a week in Rome", "2 weeks in Rome", "numbers differ"),
+        ("one week in Rome", "14 days in Rome", "numbers differ"),
         # "half" is a number.
         ("How do I tie a Windsor knot?", "How do I tie a half Windsor knot?", "numbers differ"),
         ("half a cup of sugar in grams", "0.5 cup of sugar in grams", None),
