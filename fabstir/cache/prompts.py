@@ -325,6 +325,11 @@ _UNIT_FORMS = {
     "mile": "miles | mi",
     "foot": "feet | ft",
     "inch": "inches",
+    "tablespoon": "tablespoons tbsp tbsps",
+    "teaspoon": "teaspoons tsp tsps",
+    "gallon": "gallons | gal",
+    "calorie": "calories kcal kcals | cal cals",
+    "kilojoule": "kilojoules | kj",
     "celsius": "centigrade | c",
     "fahrenheit": "| f",
     "kelvin": "",
@@ -343,8 +348,9 @@ _UNIT_ABBREVIATIONS = {
 # "second" and "minute" are also an ordinal and an adjective: units only after a number.
 _NUMBER_ONLY_UNITS = frozenset({"second", "minute"})
 _UNIT = re.compile(r"(\d\s*-?\s*|°\s*)?([A-Za-z]+)")
-# A number and the unit written right after it ("10 kilometers", "5kg").
-_MEASURE = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*-?\s*([A-Za-z]+)")
+# A number and the unit written right after it ("10 kilometers", "5kg"); "a" or "per" before a
+# unit is one of it ("how many miles in a kilometer").
+_MEASURE = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?|\ban\b|\ba\b|\bper\b)\s*-?\s*([A-Za-z]+)", re.I)
 # A length of time: a count or "a", then a unit of it ("7 days", "a week", "half an hour").
 _MINUTES = {"minute": 1, "hour": 60, "day": 24 * 60, "week": 7 * 24 * 60}
 _DURATION_COUNTS = {"a": "1", "an": "1", "half a": "1/2", "half an": "1/2"}
@@ -600,10 +606,12 @@ def _measures(prompt: str) -> dict[str, set[str]]:
     """Map each number written with a unit right after it to those units."""
     measures: dict[str, set[str]] = {}
     for match in _MEASURE.finditer(_THOUSANDS_SEPARATOR.sub("", _text(prompt))):
-        word = match.group(2).lower()
-        unit = _UNITS.get(word) or _UNIT_ABBREVIATIONS.get(word)
+        count, word = match.group(1), match.group(2).lower()
+        # Abbreviations only after digits: "a m" or "per s" are not units.
+        unit = _UNITS.get(word) or (_UNIT_ABBREVIATIONS.get(word) if count[0].isdigit() else None)
         if unit is not None:
-            measures.setdefault(_canonical_number(match.group(1)), set()).add(unit)
+            number = _canonical_number(count) if count[0].isdigit() else "1"
+            measures.setdefault(number, set()).add(unit)
     return measures
 
 

@@ -290,6 +290,18 @@ def test_near_miss_rules_units_names_ends(prompt: str, cached: str, reason: str 
         ("How many miles is 10 kilometers?", "How many kilometers is 10 miles?", "units differ"),
         ("convert 5 kg to lb", "convert 5 lb to kg", "units differ"),
         ("How far is 10km in miles?", "10 kilometres to miles", None),
+        # "a" or "per" before a unit is one of it.
+        (
+            "How many miles are in a kilometer?",
+            "How many kilometers are in a mile?",
+            "units differ",
+        ),
+        ("How many miles in a kilometer?", "how many miles is 1 km", None),
+        (
+            "how many kcal does a medium banana have",
+            "how many kilojoules in a banana",
+            "units differ",
+        ),
         # The same length of time in other units asks the same.
         ("packing list for a week at the beach", "packing list for a 7 day beach trip", None),
         ("vegetarian dinner for 4, 30 min max", "vegetarian dinner for four in half an hour", None),
