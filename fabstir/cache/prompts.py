@@ -17,6 +17,7 @@ similarity threshold.
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 from collections import Counter
@@ -126,8 +127,9 @@ _CONTRACTION_STEMS = {"ca": "can", "wo": "will", "sha": "shall"}
 # word ("3-day", "50-30-20") is not one.
 _OPERATOR = re.compile(r"(?<=[\w)\s])[-+*/^=<>](?=[\s\w(])")
 _HYPHEN = re.compile(r"(?<=[A-Za-z0-9])-(?=[A-Za-z0-9])")
-# A capitalised word that does not start a sentence: a name, place, language or acronym.
-_ENTITY = re.compile(r"(?<![.?!:]\s)(?<!^)\b[A-Z][A-Za-z]*")
+# A capitalised word that does not start a sentence or a quotation: a name, place, language or
+# acronym.
+_ENTITY = re.compile(r"(?<![.?!:]\s)(?<![\"'\u201c])(?<!^)\b[A-Z][A-Za-z]*(?:-[A-Za-z]+)*")
 # Words that only shape the question; a paraphrase adds, drops or swaps them freely.
 _FUNCTION_WORDS = frozenset(
     [
@@ -299,6 +301,11 @@ _REQUEST_WORDS = frozenset(
         "said",
         "write",
         "draft",
+        "translate",
+        "translation",
+        "recipe",
+        "template",
+        "tutorial",
     ]
 )
 # Units of measure and periods, canonical form first. The abbreviations after "|" only count
@@ -537,6 +544,7 @@ def near_miss_reason(
         return "operators differ"
     words_a, words_b = _content_words(prompt), _content_words(cached_prompt)
     only_a, only_b = _unmatched(words_a, words_b), _unmatched(words_b, words_a)
+    only_a, only_b = _unjoin(only_a, only_b, prompt, cached_prompt)
     if set(only_a + only_b) & _RESTRICTIONS:
         return "restriction differs"
     lexicon = wordnet()
@@ -613,6 +621,26 @@ def _measures(prompt: str) -> dict[str, set[str]]:
             number = _canonical_number(count) if count[0].isdigit() else "1"
             measures.setdefault(number, set()).add(unit)
     return measures
+
+
+def _unjoin(
+    words: list[str], other_words: list[str], prompt: str, other: str
+) -> tuple[list[str], list[str]]:
+    """Drop from each side a word the other side writes as two neighbouring words ("jumpstart" /
+    "jump start"), and those two words."""
+    joined, other_joined = _joined_pairs(prompt), _joined_pairs(other)
+    parts = {part for word in other_words if word in joined for part in joined[word]}
+    other_parts = {part for word in words if word in other_joined for part in other_joined[word]}
+    return (
+        [word for word in words if word not in other_joined and word not in parts],
+        [word for word in other_words if word not in joined and word not in other_parts],
+    )
+
+
+def _joined_pairs(prompt: str) -> dict[str, tuple[str, str]]:
+    """Map each two neighbouring words of ``prompt``, written as one, to the two."""
+    words = [token.lower() for token in _tokens(prompt)]
+    return {first + second: (first, second) for first, second in itertools.pairwise(words)}
 
 
 def _only_word_differs(prompt: str, other: str, left: list[str], other_left: list[str]) -> bool:
@@ -800,7 +828,7 @@ def _missing_names(prompt: str, other: str) -> list[tuple[str, bool]]:
     Pyramids", "World War II", "the Second World War", "Is it OK"), or a unit ``other`` names in
     any form ("Fahrenheit" / "350°F").
     """
-    other_words = {token.lower() for token in _tokens(other)}
+    other_words = {token.lower() for token in _tokens(other)} | _joined_pairs(other).keys()
     other_units = prompt_units(other)
     lexicon = wordnet()
 
@@ -811,7 +839,7 @@ def _missing_names(prompt: str, other: str) -> list[tuple[str, bool]]:
     names = [name for name in _ENTITY.finditer(text) if name.group(0) not in _ROMAN]
     missing = []
     for i, name in enumerate(names):
-        word = name.group(0).lower()
+        word = name.group(0).lower().replace("-", "")  # "Wi-Fi" is "wifi"
         unit = _UNITS.get(word) or _UNIT_ABBREVIATIONS.get(word)
         if (
             word == "i"

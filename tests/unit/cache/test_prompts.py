@@ -323,6 +323,19 @@ def test_near_miss_rules_units_names_ends(prompt: str, cached: str, reason: str 
         # Multiplication may be left unwritten; another operator still counts.
         ("derivative of x^2*sin x", "What is the derivative of x^2 sin(x)?", None),
         ("what is 6*7", "what is 6 + 7", "operators differ"),
+        # A quotation starts with a capital; a name may be hyphenated or written as one word.
+        (
+            "How should I answer 'What is your greatest weakness?' in a job interview",
+            "greatest weakness interview answer",
+            None,
+        ),
+        ("Why is my Wi-Fi so slow?", "my wifi is super slow, why?", None),
+        ("how to jumpstart car", "How do I jump start a car?", None),
+        ("how to jumpstart a car", "how to jump start a truck", "sibling words"),
+        # Words that only say what form the answer takes.
+        ("translate to Spanish: thank you very much", "thank you very much in spanish", None),
+        ("How do I make cold brew coffee at home?", "cold brew coffee recipe", None),
+        ("resignation letter template", "write a resignation letter", None),
         # "or not" only asks for a yes or a no.
         ("is 91 prime", "Quick question, is the number 91 prime or not?", None),
         ("Is 91 prime or not?", "Is 91 not prime?", "negation differs"),
