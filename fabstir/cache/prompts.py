@@ -441,16 +441,8 @@ def normalise_prompt(prompt: str) -> str:
 
 def prompt_numbers(prompt: str) -> Counter[str]:
     """Return the multiset of the prompt's numbers, in digits or words ("three", "2nd", "300k")."""
-    text = _THOUSANDS_SEPARATOR.sub("", _text(prompt))
-    text = _ORDINAL_SUFFIX.sub(r"\1", text)
-    numbers: Counter[str] = Counter()
-    for match in _NUMBER.finditer(text):
-        digits = match.group(1)
-        if digits.startswith("."):
-            digits = "0" + digits
-        if match.group(2):
-            digits = str(round(float(digits) * 1000))
-        numbers[_canonical_number(digits)] += 1
+    text = _number_text(prompt)
+    numbers: Counter[str] = Counter(_number_value(match) for match in _NUMBER.finditer(text))
     for token in re.findall(r"[A-Za-z]+", text):
         word = token.lower()
         singular = word[:-2] if word.endswith("es") else word[:-1] if word.endswith("s") else ""
@@ -464,6 +456,19 @@ def prompt_numbers(prompt: str) -> Counter[str]:
         if number is not None:
             numbers[_canonical_number(number)] += 1
     return numbers
+
+
+def _number_text(prompt: str) -> str:
+    return _ORDINAL_SUFFIX.sub(r"\1", _THOUSANDS_SEPARATOR.sub("", _text(prompt)))
+
+
+def _number_value(match: re.Match[str]) -> str:
+    digits = match.group(1)
+    if digits.startswith("."):
+        digits = "0" + digits
+    if match.group(2):
+        digits = str(round(float(digits) * 1000))
+    return _canonical_number(digits)
 
 
 def prompt_units(prompt: str) -> frozenset[str]:
@@ -506,7 +511,8 @@ def near_miss_reason(
     off when they are one word (typos, plurals, "-ing" forms) or WordNet synonyms. Refused: other
     numbers (a repeated number, or "one" against "a", is the same), other units when both name
     some (the same length of time in other units, "a week" / "7 days", is the same), a number
-    both have written with another unit after it ("10 km" / "10 miles"), other negation or
+    both have written with another unit after it ("10 km" / "10 miles"), the same two numbers
+    without units in the other order ("15% of 80" / "80 is 15% of what"), other negation or
     operators (an unwritten multiplication aside); an added restriction ("only", "even"); a
     remaining pair of WordNet opposites or siblings, or of words that differ by a contrasting
     prefix; a named entity missing from the other prompt; two shared words in reverse order
@@ -536,6 +542,8 @@ def near_miss_reason(
         return "units differ"
     if _measures_differ(prompt, cached_prompt):
         return "units differ"
+    if _two_numbers_swapped(prompt, cached_prompt):
+        return "direction differs"
     if negation_words(prompt) != negation_words(cached_prompt):
         return "negation differs"
     operators_a, operators_b = _operators(prompt), _operators(cached_prompt)
@@ -614,13 +622,37 @@ def _measures(prompt: str) -> dict[str, set[str]]:
     """Map each number written with a unit right after it to those units."""
     measures: dict[str, set[str]] = {}
     for match in _MEASURE.finditer(_THOUSANDS_SEPARATOR.sub("", _text(prompt))):
-        count, word = match.group(1), match.group(2).lower()
-        # Abbreviations only after digits: "a m" or "per s" are not units.
-        unit = _UNITS.get(word) or (_UNIT_ABBREVIATIONS.get(word) if count[0].isdigit() else None)
+        unit = _measured_unit(match)
         if unit is not None:
+            count = match.group(1)
             number = _canonical_number(count) if count[0].isdigit() else "1"
             measures.setdefault(number, set()).add(unit)
     return measures
+
+
+def _measured_unit(match: re.Match[str]) -> str | None:
+    count, word = match.group(1), match.group(2).lower()
+    # Abbreviations only after digits: "a m" or "per s" are not units.
+    return _UNITS.get(word) or (_UNIT_ABBREVIATIONS.get(word) if count[0].isdigit() else None)
+
+
+def _two_numbers_swapped(prompt: str, other: str) -> bool:
+    """Say whether both prompts have the same two numbers without a unit, in the other order
+    ("15% of 80" / "80 is 15% of what"). More numbers are a list of terms, in any order."""
+    numbers, other_numbers = _unmeasured_numbers(prompt), _unmeasured_numbers(other)
+    return len(numbers) == 2 and numbers == other_numbers[::-1]
+
+
+def _unmeasured_numbers(prompt: str) -> list[str]:
+    """Return the numbers in digits that have no unit after them, once each, in order."""
+    text = _number_text(prompt)
+    numbers: list[str] = []
+    for match in _NUMBER.finditer(text):
+        measure = _MEASURE.match(text, match.start())
+        number = _number_value(match)
+        if (measure is None or _measured_unit(measure) is None) and number not in numbers:
+            numbers.append(number)
+    return numbers
 
 
 def _unjoin(

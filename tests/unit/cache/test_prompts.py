@@ -307,6 +307,11 @@ def test_near_miss_rules_units_names_ends(prompt: str, cached: str, reason: str 
         ("vegetarian dinner for 4, 30 min max", "vegetarian dinner for four in half an hour", None),
         ("a week in Rome", "2 weeks in Rome", "numbers differ"),
         ("one week in Rome", "14 days in Rome", "numbers differ"),
+        # Two numbers without units in the other order ask the reverse; more are a list.
+        ("what is 15% of 80", "80 is 15% of what number?", "direction differs"),
+        ("2 to the power of 10", "10 to the power of 2", "direction differs"),
+        ("dinner for 4 in 30 minutes", "30 minute dinner for 4", None),
+        ("$300,000 loan at 6.5% for 30 years", "300k 30-year mortgage at 6.5%", None),
         # "half" is a number.
         ("How do I tie a Windsor knot?", "How do I tie a half Windsor knot?", "numbers differ"),
         ("half a cup of sugar in grams", "0.5 cup of sugar in grams", None),
