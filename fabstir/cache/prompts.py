@@ -358,6 +358,9 @@ _UNIT = re.compile(r"(\d\s*-?\s*|°\s*)?([A-Za-z]+)")
 # A number and the unit written right after it ("10 kilometers", "5kg"); "a" or "per" before a
 # unit is one of it ("how many miles in a kilometer").
 _MEASURE = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?|\ban\b|\ba\b|\bper\b)\s*-?\s*([A-Za-z]+)", re.I)
+# A line of code has brackets, an assignment or a statement end; a fence line only marks code.
+_CODE = re.compile(r"[()\[\]{}=;<>]")
+_FENCE = re.compile(r"^\s*```[\w+-]*\s*$")
 # A length of time: a count or "a", then a unit of it ("7 days", "a week", "half an hour").
 _MINUTES = {"minute": 1, "hour": 60, "day": 24 * 60, "week": 7 * 24 * 60}
 _DURATION_COUNTS = {"a": "1", "an": "1", "half a": "1/2", "half an": "1/2"}
@@ -512,7 +515,8 @@ def near_miss_reason(
     numbers (a repeated number, or "one" against "a", is the same), other units when both name
     some (the same length of time in other units, "a week" / "7 days", is the same), a number
     both have written with another unit after it ("10 km" / "10 miles"), the same two numbers
-    without units in the other order ("15% of 80" / "80 is 15% of what"), other negation or
+    without units in the other order ("15% of 80" / "80 is 15% of what"), other code below the
+    first line, other negation or
     operators (an unwritten multiplication aside); an added restriction ("only", "even"); a
     remaining pair of WordNet opposites or siblings, or of words that differ by a contrasting
     prefix; a named entity missing from the other prompt; two shared words in reverse order
@@ -544,6 +548,9 @@ def near_miss_reason(
         return "units differ"
     if _two_numbers_swapped(prompt, cached_prompt):
         return "direction differs"
+    code, cached_code = _code(prompt), _code(cached_prompt)
+    if code and cached_code and code != cached_code:
+        return "code differs"
     if negation_words(prompt) != negation_words(cached_prompt):
         return "negation differs"
     operators_a, operators_b = _operators(prompt), _operators(cached_prompt)
@@ -634,6 +641,15 @@ def _measured_unit(match: re.Match[str]) -> str | None:
     count, word = match.group(1), match.group(2).lower()
     # Abbreviations only after digits: "a m" or "per s" are not units.
     return _UNITS.get(word) or (_UNIT_ABBREVIATIONS.get(word) if count[0].isdigit() else None)
+
+
+def _code(prompt: str) -> str:
+    """Return the code lines below the prompt's first line, without spaces or fences: code is
+    compared to the character ("print(x[3])" / "print(x[-1])")."""
+    lines = _text(prompt).split("\n")[1:]
+    return "".join(
+        "".join(line.split()) for line in lines if _CODE.search(line) and not _FENCE.match(line)
+    )
 
 
 def _two_numbers_swapped(prompt: str, other: str) -> bool:

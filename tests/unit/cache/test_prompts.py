@@ -341,6 +341,17 @@ def test_near_miss_rules_units_names_ends(prompt: str, cached: str, reason: str 
         ("translate to Spanish: thank you very much", "thank you very much in spanish", None),
         ("How do I make cold brew coffee at home?", "cold brew coffee recipe", None),
         ("resignation letter template", "write a resignation letter", None),
+        # Code below the question is compared to the character, fences and spaces aside.
+        (
+            "Why does this give an error?\n\nx = [1, 2, 3]\nprint(x[3])",
+            "Why does this give an error?\n\nx = [1, 2, 3]\nprint(x[-1])",
+            "code differs",
+        ),
+        (
+            "Explain the bug:\n```python\nx = [1, 2, 3]\nprint(x[3])\n```",
+            "Why does this give an error?\n\nx = [1,2,3]\nprint(x[3])",
+            None,
+        ),
         # "or not" only asks for a yes or a no.
         ("is 91 prime", "Quick question, is the number 91 prime or not?", None),
         ("Is 91 prime or not?", "Is 91 not prime?", "negation differs"),
