@@ -170,7 +170,7 @@ class WordNet:
 
     def _common(self, word: str) -> set[Synset]:
         # The index lists a lemma's senses most frequent first, within each part of speech.
-        common = set()
+        common: set[Synset] = set()
         for lemma in self.lemmas(word):
             for part in _PARTS.values():
                 common.update([s for s in self._index[lemma] if s[0] == part][:COMMON_SENSES])

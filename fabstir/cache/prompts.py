@@ -7,7 +7,7 @@ compares the prompts' words: it reads an abbreviation as the name it spells ("NY
 pairs off the content words that differ, lets WordNet synonyms stand for each other
 ("built"/"constructed") and ignores the words that only frame a request ("tips", "formula"),
 then refuses differences that often change the answer: numbers, units and periods (and which
-number has which unit), negation, operators, restrictions, opposites and sibling terms
+number has which unit), code, negation, operators, restrictions, opposites and sibling terms
 (WordNet), a named entity on one side only, reversed order around "from/to/for" or a swapped
 start and end ("to X" / "instead of X"), another question word, a swapped adjective or single
 naming word, and, unless the prompts are very close, a naming word that only one of them has
@@ -116,7 +116,7 @@ _BARE_NEGATIONS = frozenset(
         "cannot",
     ]
 )
-_YES_OR_NO = re.compile(r"\bor not\b")
+_YES_OR_NO = re.compile(r"\b(?:or\s+not|yes\s+or\s+no)\b")
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 _TOKEN = re.compile(r"[A-Za-z]+|\d+(?:\.\d+)?")
 # "'s", "'ll"... are dropped, "n't" becomes "not", "2nd" becomes "2".
@@ -127,9 +127,13 @@ _CONTRACTION_STEMS = {"ca": "can", "wo": "will", "sha": "shall"}
 # word ("3-day", "50-30-20") is not one.
 _OPERATOR = re.compile(r"(?<=[\w)\s])[-+*/^=<>](?=[\s\w(])")
 _HYPHEN = re.compile(r"(?<=[A-Za-z0-9])-(?=[A-Za-z0-9])")
-# A capitalised word that does not start a sentence or a quotation: a name, place, language or
-# acronym.
-_ENTITY = re.compile(r"(?<![.?!:]\s)(?<![\"'\u201c])(?<!^)\b[A-Z][A-Za-z]*(?:-[A-Za-z]+)*")
+# A capitalised word that does not start a sentence: a name, place, language or acronym, its
+# capitalised parts joined by hyphens ("Wi-Fi").
+_ENTITY = re.compile(r"(?<![.?!:]\s)(?<!^)\b[A-Z][A-Za-z]*(?:-[A-Z][A-Za-z]*)*")
+# Any capitalised word, where a name may start ("Heathrow Airport to central London").
+_CAPITALISED = re.compile(r"\b[A-Z][A-Za-z]*(?:-[A-Z][A-Za-z]*)*")
+# An opening quotation mark: the capital after it may start a quoted sentence.
+_OPENING_QUOTE = re.compile(r"(?:^|[\s(:])[\"'\u2018\u201c]$")
 # Words that only shape the question; a paraphrase adds, drops or swaps them freely.
 _FUNCTION_WORDS = frozenset(
     [
@@ -358,9 +362,14 @@ _UNIT = re.compile(r"(\d\s*-?\s*|°\s*)?([A-Za-z]+)")
 # A number and the unit written right after it ("10 kilometers", "5kg"); "a" or "per" before a
 # unit is one of it ("how many miles in a kilometer").
 _MEASURE = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?|\ban\b|\ba\b|\bper\b)\s*-?\s*([A-Za-z]+)", re.I)
+# Operations whose operands cannot be swapped: a percentage of, a power, a quotient, a difference.
+_ORDERED_OPERATION = re.compile(
+    r"%|\b(?:percent|percentage|power|divided|minus|subtract|over)\b|\d\s*[-/^]\s*\d", re.I
+)
 # A line of code has brackets, an assignment or a statement end; a fence line only marks code.
 _CODE = re.compile(r"[()\[\]{}=;<>]")
 _FENCE = re.compile(r"^\s*```[\w+-]*\s*$")
+_CODE_TOKEN = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|\w+|\S")
 # A length of time: a count or "a", then a unit of it ("7 days", "a week", "half an hour").
 _MINUTES = {"minute": 1, "hour": 60, "day": 24 * 60, "week": 7 * 24 * 60}
 _DURATION_COUNTS = {"a": "1", "an": "1", "half a": "1/2", "half an": "1/2"}
@@ -443,7 +452,8 @@ def normalise_prompt(prompt: str) -> str:
 
 
 def prompt_numbers(prompt: str) -> Counter[str]:
-    """Return the multiset of the prompt's numbers, in digits or words ("three", "2nd", "300k")."""
+    """Return the multiset of the prompt's numbers, in digits or words ("three", "2nd", "300k",
+    "half")."""
     text = _number_text(prompt)
     numbers: Counter[str] = Counter(_number_value(match) for match in _NUMBER.finditer(text))
     for token in re.findall(r"[A-Za-z]+", text):
@@ -489,7 +499,7 @@ def prompt_units(prompt: str) -> frozenset[str]:
 def negation_words(prompt: str) -> frozenset[str]:
     """Return the negation words in the prompt; contractions ("don't", "cant") count as "not".
 
-    "Or not" ("is 91 prime or not?") only marks a yes-or-no question, and does not count.
+    "Or not" and "yes or no" ("is 91 prime or not?") only mark a yes-or-no question.
     """
     text = _YES_OR_NO.sub(" ", _text(prompt).casefold())
     words = set()
@@ -510,24 +520,30 @@ def near_miss_reason(
 ) -> str | None:
     """Say why two similar prompts may need different answers, or return None if none is seen.
 
-    Abbreviations are first read as the names they spell; content words that differ are paired
-    off when they are one word (typos, plurals, "-ing" forms) or WordNet synonyms. Refused: other
-    numbers (a repeated number, or "one" against "a", is the same), other units when both name
-    some (the same length of time in other units, "a week" / "7 days", is the same), a number
-    both have written with another unit after it ("10 km" / "10 miles"), the same two numbers
-    without units in the other order ("15% of 80" / "80 is 15% of what"), other code below the
-    first line, other negation or
-    operators (an unwritten multiplication aside); an added restriction ("only", "even"); a
-    remaining pair of WordNet opposites or siblings, or of words that differ by a contrasting
-    prefix; a named entity missing from the other prompt; two shared words in reverse order
-    around the same direction word, or a word one prompt goes from and the other goes to (order
-    is ignored when both prompts compare: "X vs Y"); another question word (who/when/where/why);
-    two different adjectives; a single naming word (not an adjective or
-    adverb) swapped for another; and, when ``similarity`` (the prompts' cosine similarity; 1 when
-    unknown) is below :data:`ADDED_WORD_SIMILARITY`, naming words on one side only, unless
-    ``embed`` (texts to unit-length vectors: the cache's embedder) shows that prompt, if short
-    (:data:`WEIGHED_PROMPT_WORDS`), keeps its meaning without them
-    (:data:`REMOVED_WORD_SIMILARITY`). Without ``embed`` they are refused.
+    Abbreviations are first read as the names they spell, and the same lengths of time in other
+    units ("a week" / "7 days") as the same; content words that differ are paired off when they
+    are one word (typos, plurals, "-ing" forms, "jumpstart" / "jump start") or WordNet synonyms.
+    Refused:
+
+    - other numbers (a repeated number, or "one" against "a", is the same); other units when
+      both name some; a number both have with another unit after it ("10 km" / "10 miles"); the
+      same two numbers without units in the other order around an operation ("15% of 80" / "80
+      is 15% of what");
+    - other code below the first line; other negation; other operators (an unwritten
+      multiplication aside);
+    - an added restriction ("only", "even"); a remaining pair of WordNet opposites or siblings,
+      or of words that differ by a contrasting prefix;
+    - a named entity missing from the other prompt (not a common noun that completes a name
+      both have: "Heathrow Airport" / "Heathrow");
+    - two shared words in reverse order around the same direction word, or a word one prompt
+      goes from and the other goes to (order is ignored when both prompts compare: "X vs Y");
+    - another question word (who/when/where/why); two different adjectives; a single naming
+      word (not an adjective or adverb) swapped for another;
+    - when ``similarity`` (the prompts' cosine similarity; 1 when unknown) is below
+      :data:`ADDED_WORD_SIMILARITY`, naming words on one side only, unless ``embed`` (texts to
+      unit-length vectors: the cache's embedder) shows that prompt, if short
+      (:data:`WEIGHED_PROMPT_WORDS`), keeps its meaning without them
+      (:data:`REMOVED_WORD_SIMILARITY`). Without ``embed`` they are refused.
 
     Raises:
         ValueError: ``similarity`` is not in [-1, 1].
@@ -536,9 +552,10 @@ def near_miss_reason(
     if not -1 <= similarity <= 1:
         raise ValueError(f"similarity must be in [-1, 1], got {similarity}")
     prompt, cached_prompt = _abbreviate(prompt, cached_prompt), _abbreviate(cached_prompt, prompt)
+    weighed, cached_weighed = prompt, cached_prompt
     if _durations(prompt) == _durations(cached_prompt):
         # The same lengths of time, said in other units ("a week" / "7 days"), ask the same.
-        prompt, cached_prompt = _DURATION.sub(" ", prompt), _DURATION.sub(" ", cached_prompt)
+        prompt, cached_prompt = _in_minutes(prompt), _in_minutes(cached_prompt)
     if _number_set(prompt) != _number_set(cached_prompt):
         return "numbers differ"
     units_a, units_b = prompt_units(prompt), prompt_units(cached_prompt)
@@ -546,7 +563,10 @@ def near_miss_reason(
         return "units differ"
     if _measures_differ(prompt, cached_prompt):
         return "units differ"
-    if _two_numbers_swapped(prompt, cached_prompt):
+    # Both must compare: a comparison word on one side only ("is X faster than Y, compared
+    # to...?") leaves the other side's order meaningful.
+    comparison = _is_comparison(prompt) and _is_comparison(cached_prompt)
+    if not comparison and _two_numbers_swapped(prompt, cached_prompt):
         return "direction differs"
     code, cached_code = _code(prompt), _code(cached_prompt)
     if code and cached_code and code != cached_code:
@@ -573,9 +593,6 @@ def near_miss_reason(
                 return "sibling words"
     if _entity_differs(prompt, cached_prompt):
         return "entity differs"
-    # Both must compare: a comparison word on one side only ("is X faster than Y, compared
-    # to...?") leaves the other side's order meaningful.
-    comparison = _is_comparison(prompt) and _is_comparison(cached_prompt)
     if _ends_swapped(prompt, cached_prompt) or (
         not comparison and _order_reversed(prompt, cached_prompt)
     ):
@@ -600,7 +617,7 @@ def near_miss_reason(
         added_a = [a for a in left_a if _adds_meaning(a, cached_prompt)]
         added_b = [b for b in left_b if _adds_meaning(b, prompt)]
         if bool(added_a) != bool(added_b):
-            text, added = (prompt, added_a) if added_a else (cached_prompt, added_b)
+            text, added = (weighed, added_a) if added_a else (cached_weighed, added_b)
             if embed is None or not _keeps_meaning_without(text, added, embed):
                 return "word added"
     return None
@@ -609,26 +626,34 @@ def near_miss_reason(
 def _durations(prompt: str) -> Counter[Fraction]:
     """Return the lengths of time the prompt names ("a week", "30 min", "half an hour") in
     minutes."""
-    durations: Counter[Fraction] = Counter()
-    for match in _DURATION.finditer(_text(prompt)):
-        count, unit = match.group(1).lower(), match.group(2).lower()
-        amount = Fraction(_DURATION_COUNTS.get(count) or _NUMBER_WORDS.get(count) or count)
-        durations[amount * _MINUTES[_UNITS.get(unit) or _UNIT_ABBREVIATIONS[unit]]] += 1
-    return durations
+    return Counter(_minutes(match) for match in _DURATION.finditer(_text(prompt)))
+
+
+def _in_minutes(prompt: str) -> str:
+    """Return the prompt with each length of time written in minutes ("a week": "10080 minutes"),
+    where it was."""
+    return _DURATION.sub(lambda match: f"{_minutes(match)} minutes", _text(prompt))
+
+
+def _minutes(match: re.Match[str]) -> Fraction:
+    count, unit = match.group(1).lower(), match.group(2).lower()
+    amount = Fraction(_DURATION_COUNTS.get(count) or _NUMBER_WORDS.get(count) or count)
+    return amount * _MINUTES[_UNITS.get(unit) or _UNIT_ABBREVIATIONS[unit]]
 
 
 def _measures_differ(prompt: str, other: str) -> bool:
     """Say whether a number both prompts have is measured in another unit ("10 km" / "10 miles")."""
     measures_a, measures_b = _measures(prompt), _measures(other)
     return any(
-        measures_a[number] != measures_b[number] for number in measures_a.keys() & measures_b.keys()
+        not measures_a[number] & measures_b[number]
+        for number in measures_a.keys() & measures_b.keys()
     )
 
 
 def _measures(prompt: str) -> dict[str, set[str]]:
     """Map each number written with a unit right after it to those units."""
     measures: dict[str, set[str]] = {}
-    for match in _MEASURE.finditer(_THOUSANDS_SEPARATOR.sub("", _text(prompt))):
+    for match in _MEASURE.finditer(_number_text(prompt)):
         unit = _measured_unit(match)
         if unit is not None:
             count = match.group(1)
@@ -639,22 +664,32 @@ def _measures(prompt: str) -> dict[str, set[str]]:
 
 def _measured_unit(match: re.Match[str]) -> str | None:
     count, word = match.group(1), match.group(2).lower()
-    # Abbreviations only after digits: "a m" or "per s" are not units.
+    # Abbreviations only after digits: "a c" (grade) or "per h" are not units.
     return _UNITS.get(word) or (_UNIT_ABBREVIATIONS.get(word) if count[0].isdigit() else None)
 
 
 def _code(prompt: str) -> str:
-    """Return the code lines below the prompt's first line, without spaces or fences: code is
-    compared to the character ("print(x[3])" / "print(x[-1])")."""
-    lines = _text(prompt).split("\n")[1:]
-    return "".join(
-        "".join(line.split()) for line in lines if _CODE.search(line) and not _FENCE.match(line)
-    )
+    """Return the code below the prompt's first line as tokens: its lines with brackets, an
+    assignment or a statement end, its indented lines and the lines inside fences. Code is
+    compared token for token ("print(x[3])" / "print(x[-1])"); only the spaces between tokens
+    and the fences may differ, not indentation or string literals."""
+    code = []
+    fenced = False
+    for line in _text(prompt).split("\n")[1:]:
+        if _FENCE.match(line):
+            fenced = not fenced
+        elif line.strip() and (fenced or _CODE.search(line) or line[:1].isspace()):
+            indent = len(line) - len(line.lstrip())
+            code.append(" " * indent + " ".join(_CODE_TOKEN.findall(line)))
+    return "\n".join(code)
 
 
 def _two_numbers_swapped(prompt: str, other: str) -> bool:
-    """Say whether both prompts have the same two numbers without a unit, in the other order
-    ("15% of 80" / "80 is 15% of what"). More numbers are a list of terms, in any order."""
+    """Say whether both prompts relate the same two numbers without a unit by an operation whose
+    order matters, in the other order ("15% of 80" / "80 is 15% of what"). Other pairs ("top 10
+    of 2023" / "2023's top 10") and three or more numbers (a list of terms) are in any order."""
+    if not (_ORDERED_OPERATION.search(prompt) and _ORDERED_OPERATION.search(other)):
+        return False
     numbers, other_numbers = _unmeasured_numbers(prompt), _unmeasured_numbers(other)
     return len(numbers) == 2 and numbers == other_numbers[::-1]
 
@@ -686,9 +721,14 @@ def _unjoin(
 
 
 def _joined_pairs(prompt: str) -> dict[str, tuple[str, str]]:
-    """Map each two neighbouring words of ``prompt``, written as one, to the two."""
+    """Map each two neighbouring content words of ``prompt``, written as one, to the two ("a dam"
+    is not "Adam")."""
     words = [token.lower() for token in _tokens(prompt)]
-    return {first + second: (first, second) for first, second in itertools.pairwise(words)}
+    return {
+        first + second: (first, second)
+        for first, second in itertools.pairwise(words)
+        if _is_content(first) and _is_content(second)
+    }
 
 
 def _only_word_differs(prompt: str, other: str, left: list[str], other_left: list[str]) -> bool:
@@ -862,10 +902,13 @@ def _entity_differs(prompt: str, other: str) -> bool:
     ("Heathrow Airport" / "Heathrow", "Easter Sunday", "the Roman Empire" / "Roman emperor"),
     unless the other side names something else too ("Easter Sunday" / "Easter Monday").
     """
-    missing, other_missing = _missing_names(prompt, other), _missing_names(other, prompt)
-    if missing and other_missing:
+    missing = _missing_names(prompt, other)
+    if not all(name_part for _, name_part in missing):
         return True
-    return not all(name_part for _, name_part in missing + other_missing)
+    other_missing = _missing_names(other, prompt)
+    return bool(other_missing) and (
+        bool(missing) or not all(name_part for _, name_part in other_missing)
+    )
 
 
 def _missing_names(prompt: str, other: str) -> list[tuple[str, bool]]:
@@ -873,8 +916,9 @@ def _missing_names(prompt: str, other: str) -> list[tuple[str, bool]]:
     it is a common noun beside a name ``other`` has.
 
     Not names: capitalised words that are numbers, numerals, ordinals or modifiers ("Great
-    Pyramids", "World War II", "the Second World War", "Is it OK"), or a unit ``other`` names in
-    any form ("Fahrenheit" / "350°F").
+    Pyramids", "World War II", "the Second World War", "Is it OK"), a unit ``other`` names in any
+    form ("Fahrenheit" / "350°F"), or a word that starts a quoted question ("'What is your
+    greatest weakness?'").
     """
     other_words = {token.lower() for token in _tokens(other)} | _joined_pairs(other).keys()
     other_units = prompt_units(other)
@@ -884,24 +928,26 @@ def _missing_names(prompt: str, other: str) -> list[tuple[str, bool]]:
         return any(_same_word(word, o) or lexicon.synonyms(word, o) for o in other_words)
 
     text = _text(prompt).strip()
-    names = [name for name in _ENTITY.finditer(text) if name.group(0) not in _ROMAN]
+    capitalised = list(_CAPITALISED.finditer(text))
     missing = []
-    for i, name in enumerate(names):
+    for name in _ENTITY.finditer(text):
         word = name.group(0).lower().replace("-", "")  # "Wi-Fi" is "wifi"
         unit = _UNITS.get(word) or _UNIT_ABBREVIATIONS.get(word)
         if (
             word == "i"
+            or name.group(0) in _ROMAN
             or word in _NUMBER_WORDS
             or word in _ORDINALS
             or (unit is not None and unit in other_units)
+            or (word in _FUNCTION_WORDS and _OPENING_QUOTE.search(text, 0, name.start()))
             or lexicon.mostly_modifier(word)
             or present(word)
         ):
             continue
         beside = [
-            n.group(0).lower()
-            for n in names[max(0, i - 1) : i + 2]
-            if n is not name
+            n.group(0).lower().replace("-", "")
+            for n in capitalised
+            if n.start() != name.start()
             and text[min(n.end(), name.end()) : max(n.start(), name.start())].isspace()
         ]
         # Written in capitals ("HTTP POST") it is an acronym, not a common noun.
@@ -927,7 +973,12 @@ def _order_reversed(prompt: str, other: str) -> bool:
     the airport for a flight" / "before a flight, get to the airport")."""
     sequence_a, sequence_b = _direction_sequence(prompt), _direction_sequence(other)
     first_a = _first_positions(sequence_a)
-    first_b = _first_positions(sequence_b)
+    first_b: dict[str, int] = {}
+    # A word of the other prompt in another form ("Japan" / "Japanese") holds the same place.
+    for word, position in _first_positions(sequence_b).items():
+        same = word if word in first_a else next((w for w in first_a if _same_word(w, word)), None)
+        if same is not None:
+            first_b.setdefault(same, position)
     shared = [word for word in first_a if word in first_b]
     for i, x in enumerate(shared):
         for y in shared[i + 1 :]:
@@ -960,9 +1011,16 @@ def _ends(prompt: str) -> tuple[set[str], set[str]]:
 
 
 def _direction_sequence(prompt: str) -> list[str]:
-    """Return the prompt's words: direction words as they are, the others as stems."""
-    words = (token.lower() for token in _tokens(prompt))
-    return [word if word in _DIRECTIONS else _stem(word) for word in words]
+    """Return the prompt's words: direction words as they are, the others as stems; an acronym
+    that spells a function word stays in capitals ("US" is a place, "us" a pronoun)."""
+    sequence = []
+    for token in _tokens(prompt):
+        word = token.lower()
+        if len(token) > 1 and token.isupper():
+            sequence.append(word.upper() if word in _FUNCTION_WORDS else word)
+        else:
+            sequence.append(word if word in _DIRECTIONS else _stem(word))
+    return sequence
 
 
 def _first_positions(sequence: list[str]) -> dict[str, int]:

@@ -93,7 +93,15 @@ def test_mostly_modifier(word: str, expected: bool) -> None:
 
 @pytest.mark.parametrize(
     ("word", "common"),
-    [("airport", True), ("Sunday", True), ("empire", True), ("London", False), ("qwzx", False)],
+    [
+        ("airport", True),
+        ("airports", True),
+        ("Sunday", True),
+        ("empire", True),
+        ("London", False),
+        ("Paris", False),
+        ("qwzx", False),
+    ],
 )
 def test_is_common_noun(word: str, common: bool) -> None:
     assert wordnet().is_common_noun(word) is common

@@ -352,7 +352,32 @@ def test_near_miss_rules_units_names_ends(prompt: str, cached: str, reason: str 
             "Why does this give an error?\n\nx = [1,2,3]\nprint(x[3])",
             None,
         ),
-        # "or not" only asks for a yes or a no.
+        # Review cases: each rule refuses what it is for and no more.
+        ('Translate "Hello" to French', 'Translate "Goodbye" to French', "entity differs"),
+        (
+            "Fly to Rome for 3 days then Paris for 2 weeks",
+            "Fly to Rome for 2 weeks then Paris for 3 days",
+            "direction differs",
+        ),
+        ("iPhone 14 vs iPhone 15", "iPhone 15 vs iPhone 14", None),
+        ("top 10 movies of 2023", "2023's top 10 movies", None),
+        ("Is walking a mile a day good for you?", "Is walking 1 mile daily good for you?", None),
+        ("Best Java-specific tips for beginners", "Best Java tips for beginners", None),
+        ("Heathrow Airport to central London", "Heathrow to central London", None),
+        ("Is Adam safe?", "Is a dam safe?", "entity differs"),
+        ('Why does this fail?\nprint("a b")', 'Why does this fail?\nprint("ab")', "code differs"),
+        (
+            "Fix:\ndef f(a):\n    a.sort()\n    return a",
+            "Fix:\ndef f(a):\n    a.sort()\n    return",
+            "code differs",
+        ),
+        (
+            "Do US citizens need a visa to visit Japan?",
+            "Do Japanese citizens need a visa to visit the US?",
+            "direction differs",
+        ),
+        # "or not" and "yes or no" only ask for a yes or a no.
+        ("Is 91 prime, yes or no?", "Is 91 prime?", None),
         ("is 91 prime", "Quick question, is the number 91 prime or not?", None),
         ("Is 91 prime or not?", "Is 91 not prime?", "negation differs"),
     ],
