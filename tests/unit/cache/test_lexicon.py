@@ -24,6 +24,9 @@ def test_wordnet_is_loaded_once() -> None:
         ("pyramids", ["pyramid"]),
         ("stopped", ["stopped", "stop"]),
         ("running", ["running", "run"]),
+        # Irregular forms WordNet's exception lists would give.
+        ("built", ["built", "build"]),
+        ("fell", ["fell", "fall"]),
         ("qwzx", []),
     ],
 )

@@ -376,6 +376,8 @@ def test_near_miss_rules_units_names_ends(prompt: str, cached: str, reason: str 
             "Do Japanese citizens need a visa to visit the US?",
             "direction differs",
         ),
+        # An irregular past form is the verb it comes from, not an adjective.
+        ("When did the Berlin Wall fall?", "When was the Berlin Wall built?", "word swapped"),
         # "or not" and "yes or no" only ask for a yes or a no.
         ("Is 91 prime, yes or no?", "Is 91 prime?", None),
         ("is 91 prime", "Quick question, is the number 91 prime or not?", None),
