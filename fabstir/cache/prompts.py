@@ -366,6 +366,8 @@ _MEASURE = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?|\ban\b|\ba\b|\bper\b)\s*-?\s*([
 _ORDERED_OPERATION = re.compile(
     r"%|\b(?:percent|percentage|power|divided|minus|subtract|over)\b|\d\s*[-/^]\s*\d", re.I
 )
+# A question whose unknown is a percentage ("15 is what percent of 80?"), not a part ("15% of 80").
+_ASKS_PERCENTAGE = re.compile(r"\bwhat\s+(?:percent|percentage|%)|\bhow\s+many\s+percent", re.I)
 # A line of code has brackets, an assignment or a statement end; a fence line only marks code.
 _CODE = re.compile(r"[()\[\]{}=;<>]")
 _FENCE = re.compile(r"^\s*```[\w+-]*\s*$")
@@ -529,8 +531,9 @@ def near_miss_reason(
       both name some; a number both have with another unit after it ("10 km" / "10 miles"); the
       same two numbers without units in the other order around an operation ("15% of 80" / "80
       is 15% of what");
-    - other code below the first line; other negation; other operators (an unwritten
-      multiplication aside);
+    - a percentage asked for on one side only ("15 is what percent of 80" / "15% of 80"); other
+      code below the first line; other negation; other operators (an unwritten multiplication
+      aside);
     - an added restriction ("only", "even"); a remaining pair of WordNet opposites or siblings,
       or of words that differ by a contrasting prefix;
     - a named entity missing from the other prompt (not a common noun that completes a name
@@ -568,6 +571,8 @@ def near_miss_reason(
     comparison = _is_comparison(prompt) and _is_comparison(cached_prompt)
     if not comparison and _two_numbers_swapped(prompt, cached_prompt):
         return "direction differs"
+    if bool(_ASKS_PERCENTAGE.search(prompt)) != bool(_ASKS_PERCENTAGE.search(cached_prompt)):
+        return "question word differs"
     code, cached_code = _code(prompt), _code(cached_prompt)
     if code and cached_code and code != cached_code:
         return "code differs"

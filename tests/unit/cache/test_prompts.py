@@ -310,6 +310,9 @@ def test_near_miss_rules_units_names_ends(prompt: str, cached: str, reason: str 
         # Two numbers without units in the other order ask the reverse; more are a list.
         ("what is 15% of 80", "80 is 15% of what number?", "direction differs"),
         ("2 to the power of 10", "10 to the power of 2", "direction differs"),
+        # Asking for a percentage is not asking for a part.
+        ("15 is what percent of 80?", "15 percent of 80", "question word differs"),
+        ("15 is what percent of 80?", "what percentage of 80 is 15", None),
         ("dinner for 4 in 30 minutes", "30 minute dinner for 4", None),
         ("$300,000 loan at 6.5% for 30 years", "300k 30-year mortgage at 6.5%", None),
         # "half" is a number.
