@@ -366,6 +366,7 @@ _MEASURE = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?|\ban\b|\ba\b|\bper\b)\s*-?\s*([
 _ORDERED_OPERATION = re.compile(
     r"%|\b(?:percent|percentage|power|divided|minus|subtract|over)\b|\d\s*[-/^]\s*\d", re.I
 )
+_OF_OPERAND = re.compile(r"\bof\s+(\d+(?:\.\d+)?|what|which)\b", re.I)
 # A question whose unknown is a percentage ("15 is what percent of 80?"), not a part ("15% of 80").
 _ASKS_PERCENTAGE = re.compile(r"\bwhat\s+(?:percent|percentage|%)|\bhow\s+many\s+percent", re.I)
 # A line of code has brackets, an assignment or a statement end; a fence line only marks code.
@@ -696,7 +697,19 @@ def _two_numbers_swapped(prompt: str, other: str) -> bool:
     if not (_ORDERED_OPERATION.search(prompt) and _ORDERED_OPERATION.search(other)):
         return False
     numbers, other_numbers = _unmeasured_numbers(prompt), _unmeasured_numbers(other)
-    return len(numbers) == 2 and numbers == other_numbers[::-1]
+    if len(numbers) != 2 or set(numbers) != set(other_numbers):
+        return False
+    # "of" names the base whatever the order: "15 is what percent of 80" / "what percent of
+    # 80 is 15".
+    base, other_base = _OF_OPERAND.search(prompt), _OF_OPERAND.search(other)
+    if base and other_base:
+        return _operand(base) != _operand(other_base)
+    return numbers == other_numbers[::-1]
+
+
+def _operand(match: re.Match[str]) -> str:
+    operand = match.group(1).lower()
+    return _canonical_number(operand) if operand[0].isdigit() else operand
 
 
 def _unmeasured_numbers(prompt: str) -> list[str]:
