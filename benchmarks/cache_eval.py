@@ -2,7 +2,7 @@
 
     python -m benchmarks.cache_eval --data ../shared/data/cache_eval/dev.jsonl [--json]
     python -m benchmarks.cache_eval --data benchmarks/data/cache_eval_fresh.jsonl  # also tuned on
-    python -m benchmarks.cache_eval --data benchmarks/data/cache_eval_blind_d.jsonl  # test only
+    python -m benchmarks.cache_eval --data benchmarks/data/cache_eval_blind_e.jsonl  # test only
 
 Each line is ``{"id", "group", "kind", "prompt"}``; prompts of one group deserve one answer. The
 replay goes in file order: a miss stores the prompt with its group as the answer, so a later hit
