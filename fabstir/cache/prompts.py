@@ -424,6 +424,10 @@ REMOVED_WORD_SIMILARITY = 0.93
 # MiniLM averages its token vectors, so deleting a word from a long prompt hardly moves it ("root"
 # after a sentence of context: 0.956): the deletion is weighed only in prompts this short.
 WEIGHED_PROMPT_WORDS = 16
+# The word comparisons grow with the square of a prompt's length (600 words: 2.5 s a pair), and a
+# long prompt (a document to summarise) differs in what no rule reads: longer prompts get only
+# exact hits. The longest prompt of every labelled set here has 37.
+GUARDED_PROMPT_WORDS = 100
 # Question words that ask for different kinds of answer ("when was it built" / "who built it").
 _QUESTION_WORDS = frozenset({"who", "when", "where", "why"})
 # Prefixes that turn a word into its opposite or its excess: "overhydration"/"dehydration".
@@ -528,6 +532,7 @@ def near_miss_reason(
     are one word (typos, plurals, "-ing" forms, "jumpstart" / "jump start") or WordNet synonyms.
     Refused:
 
+    - a prompt longer than :data:`GUARDED_PROMPT_WORDS` words;
     - other numbers (a repeated number, or "one" against "a", is the same); other units when
       both name some; a number both have with another unit after it ("10 km" / "10 miles"); the
       same two numbers without units in the other order around an operation ("15% of 80" / "80
@@ -555,6 +560,8 @@ def near_miss_reason(
     """
     if not -1 <= similarity <= 1:
         raise ValueError(f"similarity must be in [-1, 1], got {similarity}")
+    if max(len(_tokens(prompt)), len(_tokens(cached_prompt))) > GUARDED_PROMPT_WORDS:
+        return "too long to compare"
     prompt, cached_prompt = _abbreviate(prompt, cached_prompt), _abbreviate(cached_prompt, prompt)
     weighed, cached_weighed = prompt, cached_prompt
     if _durations(prompt) == _durations(cached_prompt):

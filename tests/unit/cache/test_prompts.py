@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from fabstir.cache.prompts import (
     ADDED_WORD_SIMILARITY,
+    GUARDED_PROMPT_WORDS,
     REMOVED_WORD_SIMILARITY,
     WEIGHED_PROMPT_WORDS,
     near_miss_reason,
@@ -514,6 +515,13 @@ def test_added_word_in_a_long_prompt_is_refused_without_weighing() -> None:
 def test_swapped_words(prompt: str, cached: str, reason: str | None) -> None:
     assert near_miss_reason(prompt, cached) == reason
     assert near_miss_reason(cached, prompt) == reason
+
+
+def test_a_prompt_too_long_to_compare_is_refused() -> None:
+    words = " ".join(["word"] * GUARDED_PROMPT_WORDS)
+    assert near_miss_reason(words, words + " extra") == "too long to compare"
+    assert near_miss_reason(words + " extra", words) == "too long to compare"
+    assert near_miss_reason(words, words) is None
 
 
 @pytest.mark.parametrize("similarity", [1.5, -1.01, float("nan")])
