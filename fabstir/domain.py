@@ -137,13 +137,18 @@ class ClaimedJob(BaseModel):
 
     job: Job
     model_name: str
-    prompt: str
+    prompt: str | None = Field(
+        description="None in a run started at the renter's handshake: the renter's request "
+        "brings the prompt to the infer step (pipeline.take_request)."
+    )
     claim_tx: str | None = Field(description="None when the job was already ours before this run.")
     receipt: Receipt | None = Field(
         default=None, description="The settlement, when an earlier run already settled the job."
     )
     claim_started_at: float | None = Field(
-        default=None, description="Unix time the claim step began (for response-time tracking)."
+        default=None,
+        description="Unix time the answer began (for response-time tracking): the claim step, "
+        "or the renter's request that brought the prompt.",
     )
     claim_ms: float | None = Field(default=None, description="How long the claim step took.")
 
@@ -175,6 +180,11 @@ class InferenceResult(BaseModel):
     )
     decode_tokens_per_s: float | None = Field(
         default=None, description="Tokens after the first over the time after it."
+    )
+    asked_at: float | None = Field(
+        default=None,
+        description="Unix time the answer began, for an answer streamed to a renter: its "
+        "claim step may have run long before, at the renter's handshake.",
     )
 
 

@@ -36,18 +36,18 @@ def inference_job(
     result is stored, for the settle-batch flow, unless its deadline is near.
 
     A run the renter API starts at the renter's handshake (``await_request_s`` > 0) claims the
-    job by checking it on chain and then waiting that long for the renter's request, which brings
-    the prompt; if none comes it ends there, returning None, and a later request starts a run of
-    its own.
+    job by checking it on chain, fetches the model, looks for an earlier answer, and then waits
+    that long in its infer step for the renter's request, which brings the prompt; if none comes
+    it ends there, returning None, and a later request starts a run of its own.
     """
-    claimed = claim(job_id, await_request_s)
-    if claimed is None:
-        return None
+    claimed = claim(job_id, requested=await_request_s > 0)
     if claimed.receipt is not None:
         return claimed.receipt
     model = fetch_model(claimed)
     cached = cache_lookup(model, claimed)
-    result = infer(claimed, model, cached)
+    result = infer(claimed, model, cached, await_request_s)
+    if result is None:
+        return None
     stored = store_result(claimed, model, result)
     queued = queue_settlement(claimed, stored, result)
     if queued is not None:

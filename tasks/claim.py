@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from blocks import ChainBlock, EngineBlock, StorageBlock, current_settings, job_streams
+from blocks import ChainBlock, EngineBlock, StorageBlock, current_settings
 from fabstir import pipeline
 from fabstir.domain import ClaimedJob
 from fabstir.monitoring import CapacityGuard
@@ -24,16 +23,15 @@ from tasks._policy import RETRIES, RETRY_DELAYS_S, retry_transient
     cache_policy=NO_CACHE,
     timeout_seconds=120,
 )
-def claim(job_id: int, await_request_s: float = 0.0) -> ClaimedJob | None:
+def claim(job_id: int, requested: bool = False) -> ClaimedJob:
     settings = current_settings()
     engine = EngineBlock.from_settings(settings)
-    if await_request_s > 0:
+    if requested:
         return pipeline.claim_requested_job(
             ChainBlock.from_settings(settings).get_client(),
             engine.get_catalog(),
             job_id,
             engine.price_per_token_wei,
-            partial(job_streams().await_request, job_id, await_request_s),
         )
     return pipeline.claim_job(
         ChainBlock.from_settings(settings).get_client(),

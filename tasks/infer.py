@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
+from functools import partial
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 
-from blocks import CacheBlock, EngineBlock, current_settings, job_streams
+from blocks import CacheBlock, EngineBlock, StorageBlock, current_settings, job_streams
 from fabstir import pipeline
 from fabstir.domain import ClaimedJob, InferenceResult, LocalModel
 from fabstir.settings import OrchestrationSettings
@@ -42,18 +43,31 @@ def gpu_slot(
     timeout_seconds=1800,
 )
 def infer(
-    claimed: ClaimedJob, model: LocalModel, cached: InferenceResult | None
-) -> InferenceResult:
+    claimed: ClaimedJob,
+    model: LocalModel,
+    cached: InferenceResult | None,
+    await_request_s: float = 0.0,
+) -> InferenceResult | None:
     settings = current_settings()
-    progress = (
-        None
-        if cached is not None
-        else GenerationProgress(claimed.job.job_id, claimed.job.max_tokens)
-    )
+    cache = CacheBlock.from_settings(settings).get_client()
+    job_id = claimed.job.job_id
+    progress = None if cached is not None else GenerationProgress(job_id, claimed.job.max_tokens)
+    if claimed.prompt is None:
+        # A run started at the renter's handshake waits here, its earlier steps done, so none of
+        # their start-up lies between the request and its first token; the request's prompt is
+        # then looked up here. No request in time: the run ends, answering nothing.
+        asked = pipeline.take_request(
+            claimed, partial(job_streams().await_request, job_id, await_request_s)
+        )
+        if asked is None:
+            return None
+        claimed = asked
+        store = StorageBlock.from_settings(settings).get_client()
+        cached = pipeline.look_up_cache(cache, store, model, claimed)
     with gpu_slot(settings.orchestration, generating=cached is None):
         result = pipeline.infer(
             EngineBlock.from_settings(settings).get_client(),
-            CacheBlock.from_settings(settings).get_client(),
+            cache,
             model,
             claimed,
             cached,

@@ -243,10 +243,10 @@ class JobStreams:
     their renter's handshake that wait for its request.
 
     A flow started at the handshake does its Prefect start-up (creating and starting the run,
-    ~0.1–0.2 s on 2 cores) and checks the job on chain before the renter asks, instead of between
-    the request and its first token; its claim step then waits in :meth:`await_request` until the
-    request hands it the prompt (:meth:`hand_over`), or gives up, and a later request starts a
-    flow of its own.
+    ~0.1–0.2 s on 2 cores), checks the job on chain and runs its steps before infer before the
+    renter asks, instead of between the request and its first token; its infer step then waits in
+    :meth:`await_request` until the request hands it the prompt (:meth:`hand_over`), or gives
+    up, and a later request starts a flow of its own.
     """
 
     def __init__(self) -> None:
@@ -283,7 +283,7 @@ class JobStreams:
     def await_request(self, job_id: int, timeout_s: float) -> bytes | None:
         """Called by the job's prepared flow: wait up to ``timeout_s`` for the renter's request;
         return its prompt document once it was handed over, None if none came (or nothing was
-        prepared). A retried claim step finds the prompt it was handed before."""
+        prepared). A retried infer step finds the prompt it was handed before."""
         with self._lock:
             prepared = self._prepared.get(job_id)
         if prepared is None:
@@ -309,7 +309,7 @@ class JobStreams:
                 or prepared.run.done()
             ):
                 return None
-            # Kept until the flow ends, for a retry of its claim step.
+            # Kept until the flow ends, for a retry of its infer step.
             prepared.prompt = prompt
             prepared.requested.set()
             return prepared.run

@@ -42,7 +42,10 @@ class JobQuality(BaseModel):
     job_id: int = Field(ge=0)
     model: str
     state: str = Field(description="Final state: settled.")
-    started_at: float = Field(description="When the claim step began.")
+    started_at: float = Field(
+        description="When the answer began: the claim step, or the renter's request to a run "
+        "started at the renter's handshake."
+    )
     finished_at: float = Field(description="When the job was settled.")
     claim_ms: float = Field(ge=0, description="Reading, checking and claiming the job.")
     ttft_ms: float | None = Field(default=None, ge=0, description="Time to first token.")
@@ -72,7 +75,7 @@ def job_quality(
         job_id=claimed.job.job_id,
         model=claimed.model_name,
         state="settled",
-        started_at=claimed.claim_started_at or finished_at,
+        started_at=result.asked_at or claimed.claim_started_at or finished_at,
         finished_at=finished_at,
         claim_ms=claimed.claim_ms or 0.0,
         ttft_ms=result.ttft_ms,

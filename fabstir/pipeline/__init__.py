@@ -12,7 +12,13 @@ from fabstir.pipeline.answer import (
     infer,
     look_up_cache,
 )
-from fabstir.pipeline.claim import claim_for_renter, claim_job, claim_requested_job, read_prompt
+from fabstir.pipeline.claim import (
+    claim_for_renter,
+    claim_job,
+    claim_requested_job,
+    read_prompt,
+    take_request,
+)
 from fabstir.pipeline.delivery import (
     BillableJob,
     batch_proof_path_for,
@@ -61,4 +67,5 @@ __all__ = [
     "settle_job",
     "settle_queued",
     "store_result",
+    "take_request",
 ]

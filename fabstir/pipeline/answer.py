@@ -83,12 +83,15 @@ def look_up_cache(
 ) -> InferenceResult | None:
     """Return the answer to reuse for this job, if there is one: the one an earlier run of the
     job stored (so a re-run after a crash writes no second result), else a cached answer to its
-    prompt that fits its token budget.
+    prompt that fits its token budget (looked up once the prompt is known: a run started at the
+    renter's handshake learns it in the infer step).
     """
     earlier = earlier_answer(store, claimed.job.job_id)
     if earlier is not None:
         log.info("answer stored by an earlier run", extra={"job_id": claimed.job.job_id})
         return earlier
+    if claimed.prompt is None:
+        return None
     return _cached_answer(cache, model, claimed, cache_params_key(), claimed.job.max_tokens)
 
 
@@ -230,7 +233,7 @@ def _answer_stream(
             _fill_cache(cache, model, claimed, result, params, finish)
         results.append(result)
     if len(results) == 1:
-        return results[0]
+        return results[0].model_copy(update={"asked_at": claimed.claim_started_at})
     timed = [result for result in results if result.ttft_ms is not None]
     return InferenceResult(
         text="\n\n".join(result.text for result in results),
@@ -239,6 +242,7 @@ def _answer_stream(
         cache_hit=bool(results) and all(result.cache_hit for result in results),
         ttft_ms=timed[0].ttft_ms if timed else None,
         decode_tokens_per_s=timed[0].decode_tokens_per_s if timed else None,
+        asked_at=claimed.claim_started_at,
     )
 
 

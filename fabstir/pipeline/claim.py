@@ -3,7 +3,8 @@
 A direct job is claimed earlier, when its renter authenticates to the API
 (:func:`claim_for_renter`), before the prompt exists here; its flow's claim step then finds the
 job already ours and only reads the prompt, or, in a run started at that handshake
-(:func:`claim_requested_job`), takes it from the renter's request.
+(:func:`claim_requested_job`), checks the job without its prompt, which the renter's request
+brings to the infer step (:func:`take_request`).
 """
 
 from __future__ import annotations
@@ -68,55 +69,72 @@ def claim_job(
             prompt_uri=job.prompt_uri,
             job_id=job_id,
         ) from exc
-    return _hold(chain, job, spec_name, document, capacity, started_at, started)
+    prompt = _prompt_text(document, job_id)
+    return _hold(chain, job, spec_name, prompt, capacity, started_at, started)
 
 
 def claim_requested_job(
-    chain: ChainClient,
-    catalog: ModelManager,
-    job_id: int,
-    our_price_per_token_wei: int,
-    await_prompt: Callable[[], bytes | None],
-) -> ClaimedJob | None:
+    chain: ChainClient, catalog: ModelManager, job_id: int, our_price_per_token_wei: int
+) -> ClaimedJob:
     """The claim step of a run started at its renter's handshake, which claimed the job: check
-    the job on chain as :func:`claim_job` does, then wait (``await_prompt``) for the renter's
-    request, which brings the prompt; return None when no request came.
+    the job on chain as :func:`claim_job` does and return it without its prompt, which the
+    renter's request brings to the infer step (:func:`take_request`), so no step's start-up
+    lies between that request and its first token.
 
     Raises:
-        JobRejected: as :func:`claim_job`, less a missing prompt.
-        ResultIntegrityError: the request's prompt does not match the job's prompt hash.
+        JobRejected: as :func:`claim_job`, less the prompt's errors.
     """
+    started = time.perf_counter()
     job = chain.get_job(job_id)
     spec_name = _check_servable(chain, catalog, job, our_price_per_token_wei)
+    return _hold(chain, job, spec_name, None, None, None, started)
+
+
+def take_request(
+    claimed: ClaimedJob, await_prompt: Callable[[], bytes | None]
+) -> ClaimedJob | None:
+    """Wait (``await_prompt``) for the renter's request to a job claimed without its prompt;
+    return the job with the request's prompt, the answer starting now, or None when no request
+    came.
+
+    Raises:
+        ResultIntegrityError: the request's prompt does not match the job's prompt hash.
+        JobRejected: the prompt is not UTF-8 text (``prompt_invalid``).
+    """
     document = await_prompt()
     if document is None:
         return None
-    started_at, started = time.time(), time.perf_counter()  # the answer starts at the request
-    if sha256_hex(document) != job.prompt_hash.lower():
+    job_id = claimed.job.job_id
+    if sha256_hex(document) != claimed.job.prompt_hash.lower():
         raise ResultIntegrityError(
             "the request's prompt does not match the job's hash",
             job_id=job_id,
-            expected=job.prompt_hash,
+            expected=claimed.job.prompt_hash,
         )
-    return _hold(chain, job, spec_name, document, None, started_at, started)
+    return claimed.model_copy(
+        update={"prompt": _prompt_text(document, job_id), "claim_started_at": time.time()}
+    )
+
+
+def _prompt_text(document: bytes, job_id: int) -> str:
+    try:
+        return document.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise JobRejected("prompt is not UTF-8 text", code="prompt_invalid", job_id=job_id) from exc
 
 
 def _hold(
     chain: ChainClient,
     job: Job,
     spec_name: str,
-    document: bytes,
+    prompt: str | None,
     capacity: Headroom | None,
-    started_at: float,
+    started_at: float | None,
     started: float,
 ) -> ClaimedJob:
     """Claim the job unless it is already ours; return it with its prompt."""
     job_id = job.job_id
     context = {"job_id": job_id}
-    try:
-        prompt = document.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise JobRejected("prompt is not UTF-8 text", code="prompt_invalid", **context) from exc
     if job.state is JobState.SETTLED:
         log.info("job already settled by us", extra=context)
         return ClaimedJob(
@@ -126,7 +144,7 @@ def _hold(
             claim_tx=None,
             receipt=chain.find_settlement(job_id),
         )
-    timing = {"claim_started_at": started_at}
+    timing: dict[str, float | None] = {"claim_started_at": started_at}
     if job.state is JobState.CLAIMED:
         log.info("job already claimed by us", extra=context)
         timing["claim_ms"] = (time.perf_counter() - started) * 1000

@@ -22,6 +22,7 @@ from fabstir.chain import ChainClient
 from fabstir.client import RenterClient
 from fabstir.commands.api import build_api
 from fabstir.domain import JobState
+from fabstir.monitoring import JobQuality, QualityLog
 from fabstir.proofs import BillingProver
 from fabstir.settings import ANVIL_KEYS, load_settings
 from tests.e2e.conftest import PRICE_PER_TOKEN_WEI, Node, run_states_since
@@ -199,3 +200,51 @@ def test_the_flow_started_at_the_handshake_answers_the_request_or_ends_when_none
         ) == payment
     finally:
         served.close()
+
+
+def test_the_flow_started_at_the_handshake_looks_the_request_up_in_the_cache(
+    node: Node, prover_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FABSTIR_API__PORT", "0")
+    renter = RenterClient(node.deployment, ANVIL_KEYS[2], prover=BillingProver(prover_dir))
+    (offer,) = renter.find_hosts(node.model.id)
+    messages = [{"role": "user", "content": "the dog sat on"}]
+    served = _serve()
+    api_url = next(served)
+    try:
+        answers, asked, replied = [], {}, {}
+        for _ in range(2):
+            job_id = renter.post_chat_job(offer, messages, max_tokens=8)
+            since = datetime.now(UTC)
+            client = OpenAI(
+                base_url=api_url + "/v1",
+                api_key=renter.authenticate(api_url, job_id),
+                max_retries=0,
+            )
+            asked[job_id] = time.time()
+            reply = client.chat.completions.create(
+                model=node.model.id, messages=messages, max_tokens=8
+            )
+            replied[job_id] = time.time()
+            answers.append(reply.choices[0].message.content)
+            _wait_settled(renter.chain, job_id)
+            assert run_states_since(job_id, since) == ["COMPLETED"], "the run of the handshake"
+        rows = _quality_rows(node, set(asked))
+    finally:
+        served.close()
+
+    assert answers[0] and answers[0] == answers[1]
+    assert [rows[job_id].cache_hit for job_id in asked] == [False, True]
+    for job_id, asked_at in asked.items():
+        # The answer's clock starts at the request, not at the handshake that started the run.
+        assert asked_at <= rows[job_id].started_at <= replied[job_id]
+
+
+def _quality_rows(node: Node, job_ids: set[int]) -> dict[int, JobQuality]:
+    # The row is written after the settle transaction.
+    for _ in range(300):
+        rows = {row.job_id: row for row in QualityLog(node.store).rows()}
+        if job_ids <= rows.keys():
+            return rows
+        time.sleep(0.1)
+    raise AssertionError("no quality rows")

@@ -4,6 +4,7 @@ and, left unused, refunded at its deadline like any claimed job that was never f
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -202,15 +203,15 @@ def test_a_run_started_at_the_handshake_takes_its_prompt_from_the_request(
     api_node.renter.authenticate(api_node.url, job_id)
 
     claimed = pipeline.claim_requested_job(
-        services.chain,
-        services.catalog,
-        job_id,
-        services.price_per_token_wei,
-        lambda: chat_prompt(MESSAGES),
+        services.chain, services.catalog, job_id, services.price_per_token_wei
     )
+    assert claimed.claim_tx is None, "claimed at the handshake"
+    assert claimed.prompt is None and claimed.claim_started_at is None, "no request yet"
+    before = time.time()
+    asked = pipeline.take_request(claimed, lambda: chat_prompt(MESSAGES))
 
-    assert claimed is not None and claimed.claim_tx is None, "claimed at the handshake"
-    assert claimed.prompt == chat_prompt(MESSAGES).decode()
+    assert asked is not None and asked.prompt == chat_prompt(MESSAGES).decode()
+    assert asked.claim_started_at is not None and asked.claim_started_at >= before
     assert claim_txs == [job_id]
 
 
@@ -220,32 +221,25 @@ def test_a_run_started_at_the_handshake_ends_without_a_request_and_refuses_a_wro
     services = api_node.services
     job_id = api_node.post_chat(MESSAGES)
     api_node.renter.authenticate(api_node.url, job_id)
+    claimed = pipeline.claim_requested_job(
+        services.chain, services.catalog, job_id, services.price_per_token_wei
+    )
 
-    def claim(prompt: bytes | None) -> object:
-        return pipeline.claim_requested_job(
-            services.chain, services.catalog, job_id, services.price_per_token_wei, lambda: prompt
-        )
-
-    assert claim(None) is None
+    assert pipeline.take_request(claimed, lambda: None) is None
     with pytest.raises(ResultIntegrityError):
-        claim(chat_prompt([{"role": "user", "content": "another question"}]))
+        pipeline.take_request(
+            claimed, lambda: chat_prompt([{"role": "user", "content": "another question"}])
+        )
     assert api_node.renter.chain.get_job(job_id).state is JobState.CLAIMED
 
 
-def test_a_run_started_at_the_handshake_refuses_a_closed_job_before_waiting(
-    api_node: ApiNode,
-) -> None:
+def test_a_run_started_at_the_handshake_refuses_a_closed_job(api_node: ApiNode) -> None:
     services = api_node.services
     job_id = api_node.post_chat(MESSAGES)
     api_node.renter.cancel(job_id)
-    waited: list[bool] = []
-
-    def await_prompt() -> bytes:
-        waited.append(True)
-        return chat_prompt(MESSAGES)
 
     with pytest.raises(JobRejected) as refused:
         pipeline.claim_requested_job(
-            services.chain, services.catalog, job_id, services.price_per_token_wei, await_prompt
+            services.chain, services.catalog, job_id, services.price_per_token_wei
         )
-    assert refused.value.code == "job_closed" and not waited
+    assert refused.value.code == "job_closed"
