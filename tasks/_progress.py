@@ -92,11 +92,16 @@ class GenerationProgress:
             0.0,
             f"Tokens generated for job {job_id}, of at most {max_tokens}.",
         )
-        self._last_update = time.monotonic()
+        # Counted from the first token: the artifact may be made long before (a run started at
+        # the renter's handshake), and a write at the first token would share the cores with the
+        # tokens right after it.
+        self._last_update: float | None = None
 
     def report(self, tokens: int) -> None:
         now = time.monotonic()
-        if now - self._last_update >= UPDATE_EVERY_S:
+        if self._last_update is None:
+            self._last_update = now
+        elif now - self._last_update >= UPDATE_EVERY_S:
             self._last_update = now
             _in_background(self._update, 100.0 * tokens / self._max_tokens)
 

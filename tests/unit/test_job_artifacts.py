@@ -66,3 +66,22 @@ def test_an_artifact_the_api_refuses_is_logged_and_the_job_goes_on(
         warnings = _warnings_about(caplog, job_id)
 
     assert [record.getMessage().split(":")[0] for record in warnings] == [warning]
+
+
+def test_the_progress_artifact_is_first_updated_a_while_after_the_first_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Records the writes handed to the background writer instead of sending them: what is
+    # checked is when they are asked for (the sending is tested above).
+    asked: list[tuple[str, tuple[object, ...]]] = []
+    monkeypatch.setattr(
+        _progress, "_in_background", lambda write, *args: asked.append((write.__name__, args))
+    )
+    progress = GenerationProgress(3, max_tokens=10)
+    time.sleep(_progress.UPDATE_EVERY_S)  # made long before its first token, as at a handshake
+
+    progress.report(1)
+    assert [name for name, _ in asked] == ["_create"], "no write beside the first token"
+    time.sleep(_progress.UPDATE_EVERY_S)
+    progress.report(5)
+    assert asked[-1] == ("_update", (50.0,))
