@@ -587,8 +587,7 @@ def near_miss_reason(
     if negation_words(prompt) != negation_words(cached_prompt):
         return "negation differs"
     operators_a, operators_b = _operators(prompt), _operators(cached_prompt)
-    # Multiplication is often left unwritten ("x^2 sin(x)" / "x^2*sin(x)").
-    if operators_a and operators_b and operators_a.replace("*", "") != operators_b.replace("*", ""):
+    if operators_a and operators_b and _operators_differ(operators_a, operators_b):
         return "operators differ"
     words_a, words_b = _content_words(prompt), _content_words(cached_prompt)
     only_a, only_b = _unmatched(words_a, words_b), _unmatched(words_b, words_a)
@@ -986,10 +985,20 @@ def _missing_names(prompt: str, other: str) -> list[tuple[str, bool]]:
 
 
 def _operators(prompt: str) -> str:
+    """The prompt's operators in order ("2*3+4" is not "2+3*4"), the sides of an equation in
+    either order ("x + 1 = 7" is "7 = x + 1")."""
     text = _text(prompt)
     if not any(char.isdigit() for char in text):
         return ""
-    return "".join(sorted(_OPERATOR.findall(_HYPHEN.sub(" ", text))))
+    operators = "".join(_OPERATOR.findall(_HYPHEN.sub(" ", text)))
+    return "=".join(sorted(operators.split("=")))
+
+
+def _operators_differ(operators: str, other: str) -> bool:
+    if operators.count("*") == other.count("*"):
+        return operators != other
+    # Multiplication is often left unwritten ("x^2 sin(x)" / "x^2*sin(x)").
+    return operators.replace("*", "") != other.replace("*", "")
 
 
 def _order_reversed(prompt: str, other: str) -> bool:

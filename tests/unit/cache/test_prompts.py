@@ -332,6 +332,9 @@ def test_near_miss_rules_units_names_ends(prompt: str, cached: str, reason: str 
         # Multiplication may be left unwritten; another operator still counts.
         ("derivative of x^2*sin x", "What is the derivative of x^2 sin(x)?", None),
         ("what is 6*7", "what is 6 + 7", "operators differ"),
+        # Operators in another order are another expression; an equation's sides may swap.
+        ("what is 2*3+4", "what is 2+3*4", "operators differ"),
+        ("solve x + 1 = 7", "solve 7 = x + 1", None),
         # A quotation starts with a capital; a name may be hyphenated or written as one word.
         (
             "How should I answer 'What is your greatest weakness?' in a job interview",
