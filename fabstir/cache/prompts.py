@@ -985,20 +985,20 @@ def _missing_names(prompt: str, other: str) -> list[tuple[str, bool]]:
 
 
 def _operators(prompt: str) -> str:
-    """The prompt's operators in order ("2*3+4" is not "2+3*4"), the sides of an equation in
-    either order ("x + 1 = 7" is "7 = x + 1")."""
+    """The prompt's operators in order ("2*3+4" is not "2+3*4")."""
     text = _text(prompt)
     if not any(char.isdigit() for char in text):
         return ""
-    operators = "".join(_OPERATOR.findall(_HYPHEN.sub(" ", text)))
-    return "=".join(sorted(operators.split("=")))
+    return "".join(_OPERATOR.findall(_HYPHEN.sub(" ", text)))
 
 
 def _operators_differ(operators: str, other: str) -> bool:
-    if operators.count("*") == other.count("*"):
-        return operators != other
-    # Multiplication is often left unwritten ("x^2 sin(x)" / "x^2*sin(x)").
-    return operators.replace("*", "") != other.replace("*", "")
+    """Whether two prompts' operators (in order) make other expressions; the sides of an
+    equation may be swapped ("x + 1 = 7" / "7 = x + 1")."""
+    if operators.count("*") != other.count("*"):
+        # Multiplication is often left unwritten ("x^2 sin(x)" / "x^2*sin(x)").
+        operators, other = operators.replace("*", ""), other.replace("*", "")
+    return sorted(operators.split("=")) != sorted(other.split("="))
 
 
 def _order_reversed(prompt: str, other: str) -> bool:

@@ -335,6 +335,7 @@ def test_near_miss_rules_units_names_ends(prompt: str, cached: str, reason: str 
         # Operators in another order are another expression; an equation's sides may swap.
         ("what is 2*3+4", "what is 2+3*4", "operators differ"),
         ("solve x + 1 = 7", "solve 7 = x + 1", None),
+        ("solve x*y - 1 = z + 2", "solve z + 2 = xy - 1", None),
         # A quotation starts with a capital; a name may be hyphenated or written as one word.
         (
             "How should I answer 'What is your greatest weakness?' in a job interview",
