@@ -7,7 +7,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 
-from blocks import CacheBlock, EngineBlock, StorageBlock, current_settings, job_streams
+from blocks import CacheBlock, EngineBlock, current_settings, job_streams
 from fabstir import pipeline
 from fabstir.domain import ClaimedJob, InferenceResult, LocalModel
 from fabstir.settings import OrchestrationSettings
@@ -54,16 +54,18 @@ def infer(
     progress = None if cached is not None else GenerationProgress(job_id, claimed.job.max_tokens)
     if claimed.prompt is None:
         # A run started at the renter's handshake waits here, its earlier steps done, so none of
-        # their start-up lies between the request and its first token; the request's prompt is
-        # then looked up here. No request in time: the run ends, answering nothing.
+        # their start-up lies between the request and its first token. No request in time: the
+        # run ends, answering nothing.
         asked = pipeline.take_request(
-            claimed, partial(job_streams().await_request, job_id, await_request_s)
+            cache,
+            model,
+            claimed,
+            cached,
+            partial(job_streams().await_request, job_id, await_request_s),
         )
         if asked is None:
             return None
-        claimed = asked
-        store = StorageBlock.from_settings(settings).get_client()
-        cached = pipeline.look_up_cache(cache, store, model, claimed)
+        claimed, cached = asked
     with gpu_slot(settings.orchestration, generating=cached is None):
         result = pipeline.infer(
             EngineBlock.from_settings(settings).get_client(),

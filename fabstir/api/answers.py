@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from fabstir.api.auth import Grant
 from fabstir.api.errors import error_body, status_of
 from fabstir.api.services import ApiContext
-from fabstir.api.streams import JobStream, StreamEvent, StreamFailed, Turn, TurnEnded
+from fabstir.api.streams import JobStream, Request, StreamEvent, StreamFailed, Turn, TurnEnded
 from fabstir.domain import ZERO_ADDRESS, InferenceResult, Job, JobState, Receipt, prompt_messages
 from fabstir.errors import FabstirError, JobRejected, TransientError
 from fabstir.models import SamplingParams, TokenPiece, to_model_id
@@ -116,7 +116,7 @@ async def start_answer(
             settled (``job_settled``) or refused it (e.g. ``context_overflow``).
         TransientError: no first event within the timeout (``stream_timeout``).
     """
-    started = time.perf_counter()
+    started, asked_at = time.perf_counter(), time.time()
     ctx.slots.acquire()
     try:
         stream = ctx.services.streams.open(
@@ -132,7 +132,7 @@ async def start_answer(
             await run_in_threadpool(_begin, ctx, job, document, params, stream)
             # The flow started at the handshake takes the prompt, if it still waits; else the
             # request starts one of its own.
-            future = ctx.services.streams.hand_over(job.job_id, document)
+            future = ctx.services.streams.hand_over(job.job_id, Request(document, asked_at))
             if future is None:
                 future = ctx.services.run_job(job.job_id)
         except BaseException:

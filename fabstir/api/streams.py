@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from fabstir.domain import InferenceResult
 from fabstir.errors import JobRejected, TransientError
@@ -230,12 +230,19 @@ def _wake(woken: asyncio.Future[None]) -> None:
         woken.set_result(None)
 
 
+class Request(NamedTuple):
+    """What a renter's request hands the job's flow started at the handshake."""
+
+    prompt: bytes
+    asked_at: float  # Unix time the request came, where the answer's clock starts
+
+
 @dataclass
 class _PreparedRun:
     run: Future[Any] | None = None
     waiting: threading.Event = field(default_factory=threading.Event)
     requested: threading.Event = field(default_factory=threading.Event)
-    prompt: bytes = b""
+    request: Request | None = None
 
 
 class JobStreams:
@@ -280,10 +287,10 @@ class JobStreams:
         if prepared is not None:
             prepared.waiting.wait(timeout_s)
 
-    def await_request(self, job_id: int, timeout_s: float) -> bytes | None:
+    def await_request(self, job_id: int, timeout_s: float) -> Request | None:
         """Called by the job's prepared flow: wait up to ``timeout_s`` for the renter's request;
-        return its prompt document once it was handed over, None if none came (or nothing was
-        prepared). A retried infer step finds the prompt it was handed before."""
+        return it once it was handed over, None if none came (or nothing was prepared). A
+        retried infer step finds the request it was handed before."""
         with self._lock:
             prepared = self._prepared.get(job_id)
         if prepared is None:
@@ -293,13 +300,13 @@ class JobStreams:
         with self._lock:
             # Decided under the lock, so a request and a timeout at the same moment agree.
             if prepared.requested.is_set():
-                return prepared.prompt
+                return prepared.request
             self._forget_locked(job_id, prepared)
             return None
 
-    def hand_over(self, job_id: int, prompt: bytes) -> Future[Any] | None:
-        """Give the request's prompt document to the job's prepared flow and return that flow's
-        future, or None when no flow waits for it (the caller starts one)."""
+    def hand_over(self, job_id: int, request: Request) -> Future[Any] | None:
+        """Give the renter's request to the job's prepared flow and return that flow's future,
+        or None when no flow waits for it (the caller starts one)."""
         with self._lock:
             prepared = self._prepared.get(job_id)
             if (
@@ -310,7 +317,7 @@ class JobStreams:
             ):
                 return None
             # Kept until the flow ends, for a retry of its infer step.
-            prepared.prompt = prompt
+            prepared.request = request
             prepared.requested.set()
             return prepared.run
 

@@ -11,13 +11,14 @@ from fabstir.pipeline.answer import (
     fetch_model,
     infer,
     look_up_cache,
+    take_request,
 )
 from fabstir.pipeline.claim import (
+    attach_prompt,
     claim_for_renter,
     claim_job,
     claim_requested_job,
     read_prompt,
-    take_request,
 )
 from fabstir.pipeline.delivery import (
     BillableJob,
@@ -46,6 +47,7 @@ __all__ = [
     "BillableJob",
     "ReadySettlement",
     "SettlementQueue",
+    "attach_prompt",
     "batch_proof_path_for",
     "billing_statement",
     "cache_params_key",

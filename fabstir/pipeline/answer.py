@@ -18,6 +18,7 @@ from fabstir.models import (
     SamplingParams,
     TokenPiece,
 )
+from fabstir.pipeline.claim import attach_prompt
 from fabstir.storage import JobIndex, ObjectStore, decode_record, get_verified
 
 if TYPE_CHECKING:
@@ -93,6 +94,31 @@ def look_up_cache(
     if claimed.prompt is None:
         return None
     return _cached_answer(cache, model, claimed, cache_params_key(), claimed.job.max_tokens)
+
+
+def take_request(
+    cache: SemanticCache | None,
+    model: LocalModel,
+    claimed: ClaimedJob,
+    cached: InferenceResult | None,
+    await_request: Callable[[], tuple[bytes, float] | None],
+) -> tuple[ClaimedJob, InferenceResult | None] | None:
+    """The infer step of a run started at the renter's handshake: wait (``await_request``) for
+    the renter's request, its prompt and the Unix time it came; return the job with that prompt
+    and the answer to reuse (``cached``, an earlier run's, else the cache's for the prompt, as
+    the cache lookup step looks up a job whose prompt it has), or None when no request came.
+
+    Raises:
+        ResultIntegrityError: the request's prompt does not match the job's prompt hash.
+        JobRejected: the prompt is not UTF-8 text (``prompt_invalid``).
+    """
+    request = await_request()
+    if request is None:
+        return None
+    claimed = attach_prompt(claimed, *request)
+    if cached is None:
+        cached = _cached_answer(cache, model, claimed, cache_params_key(), claimed.job.max_tokens)
+    return claimed, cached
 
 
 def _cached_answer(

@@ -4,14 +4,13 @@ A direct job is claimed earlier, when its renter authenticates to the API
 (:func:`claim_for_renter`), before the prompt exists here; its flow's claim step then finds the
 job already ours and only reads the prompt, or, in a run started at that handshake
 (:func:`claim_requested_job`), checks the job without its prompt, which the renter's request
-brings to the infer step (:func:`take_request`).
+brings to the infer step (:func:`attach_prompt`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from fabstir.domain import ZERO_ADDRESS, ClaimedJob, Job, JobState
@@ -78,8 +77,8 @@ def claim_requested_job(
 ) -> ClaimedJob:
     """The claim step of a run started at its renter's handshake, which claimed the job: check
     the job on chain as :func:`claim_job` does and return it without its prompt, which the
-    renter's request brings to the infer step (:func:`take_request`), so no step's start-up
-    lies between that request and its first token.
+    renter's request brings to the infer step (``pipeline.take_request``), so no step's
+    start-up lies between that request and its first token.
 
     Raises:
         JobRejected: as :func:`claim_job`, less the prompt's errors.
@@ -90,20 +89,15 @@ def claim_requested_job(
     return _hold(chain, job, spec_name, None, None, None, started)
 
 
-def take_request(
-    claimed: ClaimedJob, await_prompt: Callable[[], bytes | None]
-) -> ClaimedJob | None:
-    """Wait (``await_prompt``) for the renter's request to a job claimed without its prompt;
-    return the job with the request's prompt, the answer starting now, or None when no request
-    came.
+def attach_prompt(claimed: ClaimedJob, document: bytes, asked_at: float) -> ClaimedJob:
+    """Return a job claimed without its prompt (:func:`claim_requested_job`) with the prompt the
+    renter's request brought at ``asked_at`` (Unix time), where the answer's clock starts; its
+    claim time becomes the wait between that request and this step.
 
     Raises:
         ResultIntegrityError: the request's prompt does not match the job's prompt hash.
         JobRejected: the prompt is not UTF-8 text (``prompt_invalid``).
     """
-    document = await_prompt()
-    if document is None:
-        return None
     job_id = claimed.job.job_id
     if sha256_hex(document) != claimed.job.prompt_hash.lower():
         raise ResultIntegrityError(
@@ -112,7 +106,11 @@ def take_request(
             expected=claimed.job.prompt_hash,
         )
     return claimed.model_copy(
-        update={"prompt": _prompt_text(document, job_id), "claim_started_at": time.time()}
+        update={
+            "prompt": _prompt_text(document, job_id),
+            "claim_started_at": asked_at,
+            "claim_ms": max(0.0, (time.time() - asked_at) * 1000),
+        }
     )
 
 

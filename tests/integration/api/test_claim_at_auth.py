@@ -206,12 +206,19 @@ def test_a_run_started_at_the_handshake_takes_its_prompt_from_the_request(
         services.chain, services.catalog, job_id, services.price_per_token_wei
     )
     assert claimed.claim_tx is None, "claimed at the handshake"
-    assert claimed.prompt is None and claimed.claim_started_at is None, "no request yet"
-    before = time.time()
-    asked = pipeline.take_request(claimed, lambda: chat_prompt(MESSAGES))
+    assert claimed.prompt is None, "no request yet"
+    asked_at = time.time()
+    model = pipeline.fetch_model(services.catalog, claimed)
+    asked = pipeline.take_request(
+        None, model, claimed, None, lambda: (chat_prompt(MESSAGES), asked_at)
+    )
 
-    assert asked is not None and asked.prompt == chat_prompt(MESSAGES).decode()
-    assert asked.claim_started_at is not None and asked.claim_started_at >= before
+    assert asked is not None
+    with_prompt, cached = asked
+    assert with_prompt.prompt == chat_prompt(MESSAGES).decode() and cached is None
+    # The answer's clock starts at the request; its claim time is the wait for this step.
+    assert with_prompt.claim_started_at == asked_at
+    assert with_prompt.claim_ms is not None and 0 <= with_prompt.claim_ms < 60_000
     assert claim_txs == [job_id]
 
 
@@ -224,12 +231,12 @@ def test_a_run_started_at_the_handshake_ends_without_a_request_and_refuses_a_wro
     claimed = pipeline.claim_requested_job(
         services.chain, services.catalog, job_id, services.price_per_token_wei
     )
+    model = pipeline.fetch_model(services.catalog, claimed)
 
-    assert pipeline.take_request(claimed, lambda: None) is None
+    assert pipeline.take_request(None, model, claimed, None, lambda: None) is None
+    wrong = chat_prompt([{"role": "user", "content": "another question"}])
     with pytest.raises(ResultIntegrityError):
-        pipeline.take_request(
-            claimed, lambda: chat_prompt([{"role": "user", "content": "another question"}])
-        )
+        pipeline.take_request(None, model, claimed, None, lambda: (wrong, time.time()))
     assert api_node.renter.chain.get_job(job_id).state is JobState.CLAIMED
 
 

@@ -8,10 +8,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
-from fabstir.api.streams import JobStream, JobStreams, StreamEvent, Turn, TurnEnded
+from fabstir.api.streams import JobStream, JobStreams, Request, StreamEvent, Turn, TurnEnded
 from fabstir.domain import InferenceResult
 from fabstir.errors import TransientError
 from fabstir.models import SamplingParams, TokenPiece
+
+REQUEST = Request(b"the prompt", asked_at=1_795_000_000.0)
 
 RESULT = InferenceResult(text="abc", prompt_tokens=2, completion_tokens=3, cache_hit=False)
 
@@ -63,12 +65,12 @@ def test_a_waiting_consumer_is_woken_by_a_piece_from_another_thread() -> None:
 
 def _waiting_flow(
     streams: JobStreams, job_id: int, wait_s: float
-) -> tuple[Future[bytes | None], ThreadPoolExecutor]:
+) -> tuple[Future[Request | None], ThreadPoolExecutor]:
     """Prepare a stand-in for the job's flow: a thread that only waits for the request."""
     runner = ThreadPoolExecutor(1)
-    run: list[Future[bytes | None]] = []
+    run: list[Future[Request | None]] = []
 
-    def start() -> Future[bytes | None]:
+    def start() -> Future[Request | None]:
         run.append(runner.submit(streams.await_request, job_id, wait_s))
         return run[0]
 
@@ -81,24 +83,24 @@ def test_a_request_is_handed_to_the_flow_waiting_for_it() -> None:
     run, runner = _waiting_flow(streams, 7, wait_s=30)
     streams.wait_until_waiting(7, timeout_s=5)
 
-    assert streams.hand_over(7, b"the prompt") is run
-    assert run.result(timeout=5) == b"the prompt"
-    assert streams.hand_over(7, b"the prompt") is None, "handed over once"
+    assert streams.hand_over(7, REQUEST) is run
+    assert run.result(timeout=5) == REQUEST
+    assert streams.hand_over(7, REQUEST) is None, "handed over once"
     runner.shutdown()
 
 
-def test_a_retried_claim_step_finds_the_prompt_it_was_handed() -> None:
+def test_a_retried_infer_step_finds_the_request_it_was_handed() -> None:
     streams = JobStreams()
     runner = ThreadPoolExecutor(1)
 
-    def claim_twice() -> list[bytes | None]:
+    def infer_twice() -> list[Request | None]:
         return [streams.await_request(7, 30), streams.await_request(7, 30)]
 
-    assert streams.prepare(7, lambda: runner.submit(claim_twice), most=2)
+    assert streams.prepare(7, lambda: runner.submit(infer_twice), most=2)
     streams.wait_until_waiting(7, timeout_s=5)
-    run = streams.hand_over(7, b"the prompt")
+    run = streams.hand_over(7, REQUEST)
 
-    assert run is not None and run.result(timeout=5) == [b"the prompt", b"the prompt"]
+    assert run is not None and run.result(timeout=5) == [REQUEST, REQUEST]
     runner.shutdown()
 
 
@@ -107,7 +109,7 @@ def test_a_flow_whose_request_does_not_come_ends_and_the_request_starts_its_own(
     run, runner = _waiting_flow(streams, 7, wait_s=0.05)
 
     assert run.result(timeout=5) is None
-    assert streams.hand_over(7, b"the prompt") is None
+    assert streams.hand_over(7, REQUEST) is None
     assert streams.prepare(7, lambda: Future(), most=2), "the job may be prepared again"
     runner.shutdown()
 
@@ -143,7 +145,7 @@ def test_a_flow_that_ended_before_the_request_is_not_handed_it_nor_waited_for() 
     run.set_exception(RuntimeError("prefect down"))
 
     streams.wait_until_waiting(7, timeout_s=30)  # returns at once
-    assert streams.hand_over(7, b"the prompt") is None
+    assert streams.hand_over(7, REQUEST) is None
 
 
 def test_a_flow_that_fails_to_start_is_not_left_prepared() -> None:
@@ -154,5 +156,5 @@ def test_a_flow_that_fails_to_start_is_not_left_prepared() -> None:
 
     with pytest.raises(RuntimeError, match="prefect down"):
         streams.prepare(7, start, most=2)
-    assert streams.hand_over(7, b"the prompt") is None
+    assert streams.hand_over(7, REQUEST) is None
     assert streams.prepare(7, lambda: Future(), most=1)
