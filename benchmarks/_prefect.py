@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fabstir.commands.run import SERVER_BATCHING
 from fabstir.service import ProcessService
+from fabstir.settings import load_settings
 
 
 def start_prefect_server(workdir: Path, port: int) -> ProcessService:
@@ -35,6 +36,7 @@ def start_prefect_server(workdir: Path, port: int) -> ProcessService:
         log_path=workdir / "prefect-server.log",
         ready_url=f"http://127.0.0.1:{port}/api/health",
         env={**SERVER_BATCHING, **os.environ},
+        niceness=load_settings().orchestration.server_niceness,
     )
     server.start()
     return server

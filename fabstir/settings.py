@@ -508,6 +508,14 @@ class OrchestrationSettings(BaseModel):
         description="Port of the Prefect server `fabstir-node run` starts when PREFECT_API_URL "
         "is unset.",
     )
+    server_niceness: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Niceness added to that server's CPU priority (as `nice -n`): its "
+        "bookkeeping of runs and events yields the cores to the node, so a renter's tokens do "
+        "not wait for it; 0 = the node's priority.",
+    )
     explorer_tx_url: str | None = Field(
         default=None,
         pattern=r"^https?://\S*\{tx\}\S*$",
@@ -526,8 +534,8 @@ class OrchestrationSettings(BaseModel):
         return f"gpu:{self.host_name}:{gpu}"
 
 
-# The claim step of a flow started at a renter's handshake waits this long at most for the
-# request, well inside the step's own 120 s limit.
+# The infer step of a flow started at a renter's handshake waits this long at most for the
+# request, well inside the step's own 1800 s limit.
 MAX_REQUEST_WAIT_S = 60
 
 

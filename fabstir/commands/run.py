@@ -108,6 +108,7 @@ def build_services(settings: Settings) -> dict[str, Service]:
             [prefect, "server", "start", "--no-ui", "--host", "127.0.0.1", "--port", port],
             log_path=logs / "prefect-server.log",
             ready_url=f"http://127.0.0.1:{port}/api/health",
+            niceness=orchestration.server_niceness,
         )
 
     from deployments.bootstrap import bootstrap, pools_of

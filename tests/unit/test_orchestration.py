@@ -30,6 +30,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
         ("FABSTIR_ORCHESTRATION__DISPATCH", "teleport"),
         ("FABSTIR_ORCHESTRATION__WORK_POOL", "GPU Pool"),
         ("FABSTIR_ORCHESTRATION__EXPLORER_TX_URL", "https://scan.example/tx/"),
+        ("FABSTIR_ORCHESTRATION__SERVER_NICENESS", "-5"),
+        ("FABSTIR_ORCHESTRATION__SERVER_NICENESS", "20"),
     ],
 )
 def test_wrong_orchestration_settings_name_the_variable(

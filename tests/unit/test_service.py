@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -67,3 +68,26 @@ def test_a_process_service_refuses_an_address_another_process_already_answers(
         squatter.shutdown()
     assert refused.value.code == "port_in_use"
     assert not (tmp_path / "service.log").exists()  # nothing was started
+
+
+def test_a_process_service_runs_its_process_at_the_niceness_it_is_given(tmp_path: Path) -> None:
+    # The node's Prefect server runs this way: its bookkeeping yields the cores to generation.
+    service = ProcessService(
+        [sys.executable, "-c", "import time; time.sleep(30)"],
+        log_path=tmp_path / "service.log",
+        niceness=7,
+    )
+    service.start()
+    try:
+        assert service._process is not None
+        ours = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, service._process.pid) == min(19, ours + 7)
+    finally:
+        service.stop()
+
+
+@pytest.mark.parametrize("niceness", [-1, 20])
+def test_a_niceness_outside_0_to_19_is_refused(tmp_path: Path, niceness: int) -> None:
+    with pytest.raises(ConfigError) as refused:
+        ProcessService(["true"], log_path=tmp_path / "service.log", niceness=niceness)
+    assert refused.value.code == "invalid_niceness"
