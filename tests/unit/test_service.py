@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
@@ -46,6 +47,17 @@ def test_a_requested_stop_ends_every_service_cleanly() -> None:
 
     assert group.run() == 0
     assert all(loop.started and loop.stopped.is_set() for loop in loops.values())
+
+
+def test_the_group_keeps_what_start_up_made_out_of_the_collectors_sight() -> None:
+    gc.unfreeze()
+    group = ServiceGroup({"a": _Loop()})
+    threading.Timer(0.2, group.request_stop).start()
+    try:
+        assert group.run() == 0
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 def test_a_process_service_refuses_an_address_another_process_already_answers(
