@@ -58,6 +58,11 @@ def _serve() -> Iterator[str]:
         thread.join(timeout=30)
 
 
+@pytest.fixture
+def renter(node: Node, prover_dir: Path) -> RenterClient:
+    return RenterClient(node.deployment, ANVIL_KEYS[2], prover=BillingProver(prover_dir))
+
+
 def _credits(node: Node, chain: ChainClient) -> dict[str, int]:
     return {
         "host": chain.credit_of(node.host.address),
@@ -76,9 +81,8 @@ def _wait_settled(chain: ChainClient, job_id: int) -> None:
 
 
 def test_an_openai_stream_runs_the_jobs_flow_and_bills_the_tokens_streamed(
-    node: Node, api_url: str, prover_dir: Path
+    node: Node, api_url: str, renter: RenterClient
 ) -> None:
-    renter = RenterClient(node.deployment, ANVIL_KEYS[2], prover=BillingProver(prover_dir))
     (offer,) = renter.find_hosts(node.model.id)
     messages = [{"role": "user", "content": "the cat sat on"}]
     job_id = renter.post_chat_job(offer, messages, max_tokens=12)
@@ -123,10 +127,9 @@ def test_an_openai_stream_runs_the_jobs_flow_and_bills_the_tokens_streamed(
 
 
 def test_leaving_mid_stream_stops_the_flows_generation_and_bills_what_was_sent(
-    node: Node, api_url: str, prover_dir: Path, monkeypatch: pytest.MonkeyPatch
+    node: Node, api_url: str, renter: RenterClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     hold_generation_until_cancelled(monkeypatch, after_pieces=16)
-    renter = RenterClient(node.deployment, ANVIL_KEYS[2], prover=BillingProver(prover_dir))
     (offer,) = renter.find_hosts(node.model.id)
     messages = [{"role": "user", "content": LONG_PROMPT}]
     job_id = renter.post_chat_job(offer, messages, max_tokens=400)
@@ -155,11 +158,10 @@ def test_leaving_mid_stream_stops_the_flows_generation_and_bills_what_was_sent(
 
 
 def test_the_flow_started_at_the_handshake_answers_the_request_or_ends_when_none_comes(
-    node: Node, prover_dir: Path, monkeypatch: pytest.MonkeyPatch
+    node: Node, renter: RenterClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FABSTIR_API__PORT", "0")
     monkeypatch.setenv("FABSTIR_API__REQUEST_WAIT_S", "2")
-    renter = RenterClient(node.deployment, ANVIL_KEYS[2], prover=BillingProver(prover_dir))
     (offer,) = renter.find_hosts(node.model.id)
     messages = [{"role": "user", "content": "the cat sat on"}]
     served = _serve()
@@ -203,35 +205,23 @@ def test_the_flow_started_at_the_handshake_answers_the_request_or_ends_when_none
 
 
 def test_the_flow_started_at_the_handshake_looks_the_request_up_in_the_cache(
-    node: Node, prover_dir: Path, monkeypatch: pytest.MonkeyPatch
+    node: Node, renter: RenterClient, api_url: str
 ) -> None:
-    monkeypatch.setenv("FABSTIR_API__PORT", "0")
-    renter = RenterClient(node.deployment, ANVIL_KEYS[2], prover=BillingProver(prover_dir))
     (offer,) = renter.find_hosts(node.model.id)
     messages = [{"role": "user", "content": "the dog sat on"}]
-    served = _serve()
-    api_url = next(served)
-    try:
-        answers, asked, replied = [], {}, {}
-        for _ in range(2):
-            job_id = renter.post_chat_job(offer, messages, max_tokens=8)
-            since = datetime.now(UTC)
-            client = OpenAI(
-                base_url=api_url + "/v1",
-                api_key=renter.authenticate(api_url, job_id),
-                max_retries=0,
-            )
-            asked[job_id] = time.time()
-            reply = client.chat.completions.create(
-                model=node.model.id, messages=messages, max_tokens=8
-            )
-            replied[job_id] = time.time()
-            answers.append(reply.choices[0].message.content)
-            _wait_settled(renter.chain, job_id)
-            assert run_states_since(job_id, since) == ["COMPLETED"], "the run of the handshake"
-        rows = _quality_rows(node, set(asked))
-    finally:
-        served.close()
+    answers, asked, replied = [], {}, {}
+    for _ in range(2):
+        job_id = renter.post_chat_job(offer, messages, max_tokens=8)
+        since = datetime.now(UTC)
+        token = renter.authenticate(api_url, job_id)
+        client = OpenAI(base_url=api_url + "/v1", api_key=token, max_retries=0)
+        asked[job_id] = time.time()
+        reply = client.chat.completions.create(model=node.model.id, messages=messages, max_tokens=8)
+        replied[job_id] = time.time()
+        answers.append(reply.choices[0].message.content)
+        _wait_settled(renter.chain, job_id)
+        assert run_states_since(job_id, since) == ["COMPLETED"], "the run of the handshake"
+    rows = _quality_rows(node, set(asked))
 
     assert answers[0] and answers[0] == answers[1]
     assert [rows[job_id].cache_hit for job_id in asked] == [False, True]
