@@ -35,6 +35,7 @@ from prefect.settings import (
 from prefect.states import Pending, State
 
 from fabstir.domain import Receipt
+from tasks._api_client import busy_retry_settings
 from tasks._events import job_resource
 
 log = logging.getLogger(__name__)
@@ -167,10 +168,15 @@ class LocalRunner:
     def _thread_client(self) -> SyncPrefectClient:
         """This thread's Prefect API client, which the flow engine picks up too; kept for the
         thread's life, since a new one costs ~35 ms (an SSL context, and a CSRF-token request
-        before its first call)."""
+        before its first call). It retries a busy server within milliseconds: a job posted
+        while the server records the previous one would otherwise wait 2 s to be created."""
         clients: SyncClientContext | None = getattr(self._local, "clients", None)
         if clients is None:
-            clients = self._local.clients = SyncClientContext()
+            clients = self._local.clients = SyncClientContext(busy_retry_settings())
+            # Prefect hands a context's client only to callers asking with the same httpx
+            # settings; the engine asks with none (resolving result storage, once a run), and
+            # would build a client of its own (~20 ms) that it never uses.
+            clients._httpx_settings = None
             clients.__enter__()  # left entered: the context is this thread's from now on
         return clients.client
 

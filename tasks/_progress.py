@@ -20,6 +20,8 @@ from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
 from prefect.settings import get_current_settings
 from prefect.utilities.context import get_task_and_flow_run_ids
 
+from tasks._api_client import busy_retry_settings
+
 log = logging.getLogger(__name__)
 
 # At most two updates a second keeps generation off the API's back.
@@ -45,7 +47,7 @@ def _client() -> SyncPrefectClient:
     if client is None:
         # httpx settings of its own make get_client build a new client, not hand back the
         # caller's (see get_client: a context's client is reused only for the same settings).
-        client = get_client(sync_client=True, httpx_settings={})
+        client = get_client(sync_client=True, httpx_settings=busy_retry_settings())
         client.__enter__()
         _clients[url] = client
     return client
