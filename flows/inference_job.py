@@ -5,6 +5,7 @@ from typing import Annotated
 from prefect import flow
 from pydantic import Field
 
+from blocks import current_settings
 from fabstir.domain import Receipt, SettlementQueued
 from fabstir.settings import MAX_REQUEST_WAIT_S
 from tasks._events import emit_job_failed
@@ -49,9 +50,10 @@ def inference_job(
     if result is None:
         return None
     stored = store_result(claimed, model, result)
-    queued = queue_settlement(claimed, stored, result)
-    if queued is not None:
-        return queued
+    if current_settings().settlement.batch_size > 1:
+        queued = queue_settlement(claimed, stored, result)
+        if queued is not None:
+            return queued
     proof = prove(claimed, stored, result)
     receipt = settle(claimed, stored, result, proof)
     record_quality(claimed, result, receipt)

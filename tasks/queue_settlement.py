@@ -25,8 +25,6 @@ def queue_settlement(
 ) -> SettlementQueued | None:
     """Queue the job for the settle-batch flow; None means settle it in this run."""
     settings = current_settings()
-    if settings.settlement.batch_size == 1:
-        return None  # batching off: spare the chain read
     now = ChainBlock.from_settings(settings).get_client().chain_time()
     queue = pipeline.SettlementQueue(StorageBlock.from_settings(settings).get_client())
     queued = pipeline.queue_settlement(queue, settings.settlement, claimed, stored, result, now)
