@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from fabstir.settings import Settings, load_settings
+from fabstir.settings import Settings, load_settings, stage_file
 
 if TYPE_CHECKING:
     from fabstir.api import JobStreams
@@ -26,8 +27,31 @@ def client_once(kind: str, config_json: str, build: Callable[[], T]) -> T:
         return _clients[key]
 
 
+_settings: tuple[tuple[object, ...], Settings] | None = None
+
+
 def current_settings() -> Settings:
-    return load_settings()
+    """The node's settings, built again only when what they are built from has changed: a
+    FABSTIR_ variable, the stage file, or the working directory (``home`` resolves against it).
+    Every step of every job asks for them, and building them costs ~1 ms. Callers share the
+    instance, so none may change it.
+    """
+    global _settings
+    source = _settings_source()
+    with _lock:
+        if _settings is None or _settings[0] != source:
+            _settings = (source, load_settings())
+        return _settings[1]
+
+
+def _settings_source() -> tuple[object, ...]:
+    variables = sorted(
+        (name.upper(), value)
+        for name, value in os.environ.items()
+        if name.upper().startswith("FABSTIR_")
+    )
+    stage = stage_file()
+    return (os.getcwd(), tuple(variables), None if stage is None else stage.read_bytes())
 
 
 def job_streams() -> JobStreams:

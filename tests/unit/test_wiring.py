@@ -77,3 +77,25 @@ def test_the_inference_job_refuses_a_wrong_request_wait(wait_s: object) -> None:
         "job_id": 1,
         "await_request_s": 10.0,
     }
+
+
+def test_the_steps_settings_follow_the_environment_stage_file_and_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from blocks import current_settings
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FABSTIR_HOME")  # home is then .fabstir in the working directory
+    first = current_settings()
+    assert current_settings() is first, "unchanged sources: built once"
+    monkeypatch.setenv("FABSTIR_ENGINE__N_CTX", "1024")
+    assert current_settings().engine.n_ctx == 1024
+    stage = tmp_path / "stage.env"
+    stage.write_text("FABSTIR_SETTLEMENT__BATCH_SIZE=4\n")
+    monkeypatch.setenv("FABSTIR_ENV_FILE", str(stage))
+    assert current_settings().settlement.batch_size == 4
+    stage.write_text("FABSTIR_SETTLEMENT__BATCH_SIZE=16\n")
+    assert current_settings().settlement.batch_size == 16
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert current_settings().home == tmp_path / "elsewhere" / ".fabstir"
