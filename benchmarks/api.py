@@ -14,11 +14,11 @@ alongside our engine's first token. Tokens/s is the decode rate the client sees:
 after the first over the time from the first to the last, on both sides (raw: as its generator
 yields them). The API's stream then still sends its finish and usage chunks and ``[DONE]``: that
 time is printed apart (``api_stream_end_ms``). Store, prove and settle run after the stream and
-are not timed. The client keeps one HTTP
-connection pool, as OpenAI clients do, so its own setup (~15 ms for an httpx client's SSL
-context) is not counted; it shares the machine's cores with the node, as a remote renter would
-not. Raw and API requests alternate, each after a short idle pause, so both see the same
-machine. Medians over the repeats.
+are not timed. The client shares the machine's cores with the node, as a remote renter would
+not, so it does as little as it can while tokens come: it opens its connection before the clock
+starts, notes when each read of the stream arrives, and parses the stream once it has ended.
+Raw and API requests alternate, each after a short idle pause, so both see the same machine.
+Medians over the repeats.
 
 By default the node runs each job's steps by calling the pipeline directly; with ``--flow`` it
 runs them as a Prefect flow run, as `fabstir-node serve` does (a Prefect server of its own on
@@ -31,15 +31,19 @@ the flow gets there, it arrives in one burst and tokens/s says nothing about dec
 from __future__ import annotations
 
 import argparse
+import bisect
+import itertools
 import json
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -234,9 +238,7 @@ class ApiTiming(NamedTuple):
     handshake_s: float
 
 
-def _api_stream(
-    http: httpx.Client, url: str, renter: Any, model: str, max_tokens: int
-) -> ApiTiming:
+def _api_stream(url: str, renter: Any, model: str, max_tokens: int) -> ApiTiming:
     messages = [{"role": "user", "content": PROMPT}]
     (offer,) = renter.find_hosts(model)
     job_id = renter.post_chat_job(offer, messages, max_tokens=max_tokens)
@@ -249,23 +251,10 @@ def _api_stream(
         "stream": True,
         "stream_options": {"include_usage": True},
     }
-    start = time.perf_counter()
-    # Only the arrival of each read is noted while tokens come: parsing them then (~0.15 ms a
-    # token in httpx's line decoder and json) would take the cores the node decodes on.
-    received: list[tuple[float, bytes]] = []
-    with http.stream(
-        "POST",
-        url + "/v1/chat/completions",
-        json=body,
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=300,
-    ) as response:
-        for data in response.iter_raw():
-            received.append((time.perf_counter(), data))
-    end = time.perf_counter()
+    start, received, end = _post_streaming(url, "/v1/chat/completions", token, body)
     first = last = None
     completion = 0
-    for arrived, chunk in _sse_chunks(received):
+    for arrived, chunk in _sse_chunks(_chunked_body(received)):
         if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
             last = arrived
             first = first or last
@@ -279,6 +268,52 @@ def _api_stream(
     return ApiTiming(
         (first or end) - start, (last or end) - start, completion, end - (last or end), handshake_s
     )
+
+
+def _post_streaming(
+    url: str, path: str, token: str, body: dict[str, Any]
+) -> tuple[float, list[tuple[float, bytes]], float]:
+    """POST ``body`` as JSON on a connection opened before the clock starts; return when the
+    clock started, each read of the response with the time it arrived, and when it ended.
+
+    A socket, not httpx: the client shares the node's two cores, and httpx's HTTP parser cost
+    ~0.13 ms of CPU per read of a token (`time.thread_time`), on the cores that decode the next
+    one. Nothing is parsed until the response has ended.
+    """
+    where = urllib.parse.urlsplit(url)
+    payload = json.dumps(body).encode()
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: {where.netloc}\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode() + payload
+    received: list[tuple[float, bytes]] = []
+    with socket.create_connection((where.hostname, where.port)) as connection:
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        start = time.perf_counter()
+        connection.sendall(request)
+        while data := connection.recv(1 << 16):
+            received.append((time.perf_counter(), data))
+    return start, received, time.perf_counter()
+
+
+def _chunked_body(received: list[tuple[float, bytes]]) -> list[tuple[float, bytes]]:
+    """The body of a chunked HTTP/1.1 response read in ``received`` pieces: each chunk, with the
+    arrival time of the read that completed it."""
+    response = b"".join(data for _, data in received)
+    read_ends = list(itertools.accumulate(len(data) for _, data in received))
+    status = response[: response.find(b"\r\n")].decode(errors="replace")
+    body_at = response.find(b"\r\n\r\n") + 4
+    if " 200 " not in status or b"chunked" not in response[:body_at].lower():
+        raise SystemExit(f"the API answered {status!r}: {response[body_at:][:500]!r}")
+    chunks = []
+    at = body_at
+    while size := int(response[at : response.index(b"\r\n", at)], 16):
+        start = response.index(b"\r\n", at) + 2
+        end = start + size
+        chunks.append((received[bisect.bisect_left(read_ends, end)][0], response[start:end]))
+        at = end + 2
+    return chunks
 
 
 def _sse_chunks(received: list[tuple[float, bytes]]) -> Iterator[tuple[float, dict[str, Any]]]:
@@ -325,7 +360,6 @@ def main() -> None:
     with (
         tempfile.TemporaryDirectory() as tmp,
         _node_process(Path(tmp), args.model, args.flow) as url,
-        httpx.Client(timeout=300) as http,
     ):
         from fabstir.client import RenterClient
         from fabstir.proofs import BillingProver
@@ -336,14 +370,14 @@ def main() -> None:
         renter = RenterClient(deployment, ANVIL_KEYS[2], prover=prover)
         llm = _raw(str(args.model))
         _raw_stream(llm, PROMPT, args.max_tokens)  # warm-up: graph allocation, Jinja compile
-        _api_stream(http, url, renter, MODEL_ID, args.max_tokens)  # warm-up: keys, caches
+        _api_stream(url, renter, MODEL_ID, args.max_tokens)  # warm-up: keys, caches
         # Interleaved, so that both see the same machine; each starts once the other's
         # threads have gone idle (the API request returns after its job has settled).
         for _ in range(args.repeats):
             time.sleep(IDLE_S)
             raw.append(_raw_stream(llm, PROMPT, args.max_tokens))
             time.sleep(IDLE_S)
-            timing = _api_stream(http, url, renter, MODEL_ID, args.max_tokens)
+            timing = _api_stream(url, renter, MODEL_ID, args.max_tokens)
             api.append((timing.ttft_s, timing.last_token_s, timing.completion_tokens))
             timings.append(timing)
         llm.close()
