@@ -82,20 +82,18 @@ def write_summary(job_id: int, markdown: str, description: str) -> None:
 
 
 class GenerationProgress:
-    """The job's progress artifact: tokens generated out of its max_tokens."""
+    """The job's progress artifact: tokens generated out of its max_tokens.
+
+    Made at its first write, 0.5 s after the first token or at the end: an answer shorter than
+    that costs the API one write (a progress artifact made at 0 % and then completed cost two,
+    on a server that shares the cores with the job).
+    """
 
     def __init__(self, job_id: int, max_tokens: int) -> None:
         self._job_id = job_id
         self._max_tokens = max_tokens
-        self._artifact_id = _in_background(
-            _create,
-            "progress",
-            f"job-{job_id}-progress",
-            0.0,
-            f"Tokens generated for job {job_id}, of at most {max_tokens}.",
-        )
-        # Counted from the first token: the artifact may be made long before (a run started at
-        # the renter's handshake), and a write at the first token would share the cores with the
+        self._artifact_id: Future[UUID] | None = None
+        # Counted from the first token: a write beside it would share the cores with the
         # tokens right after it.
         self._last_update: float | None = None
 
@@ -105,16 +103,29 @@ class GenerationProgress:
             self._last_update = now
         elif now - self._last_update >= UPDATE_EVERY_S:
             self._last_update = now
-            _in_background(self._update, 100.0 * tokens / self._max_tokens)
+            self._write(100.0 * tokens / self._max_tokens)
 
     def complete(self) -> None:
         """Show the answer as finished, also when it stopped before max_tokens."""
-        completed = _in_background(self._update, 100.0)
+        completed = self._write(100.0)
         completed.add_done_callback(
             lambda done: _warn_if_failed(done, "progress artifact", self._job_id)
         )
 
+    def _write(self, progress: float) -> Future[Any]:
+        if self._artifact_id is None:
+            self._artifact_id = _in_background(
+                _create,
+                "progress",
+                f"job-{self._job_id}-progress",
+                progress,
+                f"Tokens generated for job {self._job_id}, of at most {self._max_tokens}.",
+            )
+            return self._artifact_id
+        return _in_background(self._update, progress)
+
     def _update(self, progress: float) -> None:
         # Runs on the writer thread after the creation, which it follows in the queue.
-        artifact_id: UUID = self._artifact_id.result()
+        assert self._artifact_id is not None, "an update follows the creation"
+        artifact_id = self._artifact_id.result()
         _client().update_artifact(artifact_id, ArtifactUpdate(data=progress))

@@ -51,7 +51,6 @@ def infer(
     settings = current_settings()
     cache = CacheBlock.from_settings(settings).get_client()
     job_id = claimed.job.job_id
-    progress = None if cached is not None else GenerationProgress(job_id, claimed.job.max_tokens)
     if claimed.prompt is None:
         # A run started at the renter's handshake waits here, its earlier steps done, so none of
         # their start-up lies between the request and its first token. No request in time: the
@@ -66,6 +65,7 @@ def infer(
         if asked is None:
             return None
         claimed, cached = asked
+    progress = None if cached is not None else GenerationProgress(job_id, claimed.job.max_tokens)
     with gpu_slot(settings.orchestration, generating=cached is None):
         result = pipeline.infer(
             EngineBlock.from_settings(settings).get_client(),

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 
 import pytest
 from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
@@ -68,20 +69,45 @@ def test_an_artifact_the_api_refuses_is_logged_and_the_job_goes_on(
     assert [record.getMessage().split(":")[0] for record in warnings] == [warning]
 
 
-def test_the_progress_artifact_is_first_updated_a_while_after_the_first_token(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Records the writes handed to the background writer instead of sending them: what is
-    # checked is when they are asked for (the sending is tested above).
+@pytest.fixture
+def asked(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[object, ...]]]:
+    """The writes handed to the background writer, recorded instead of sent: what is checked
+    is which are asked for, and when (the sending is tested above)."""
     asked: list[tuple[str, tuple[object, ...]]] = []
-    monkeypatch.setattr(
-        _progress, "_in_background", lambda write, *args: asked.append((write.__name__, args))
-    )
+
+    def record(write: Callable[..., object], *args: object) -> Future[None]:
+        asked.append((write.__name__, args))
+        done: Future[None] = Future()
+        done.set_result(None)
+        return done
+
+    monkeypatch.setattr(_progress, "_in_background", record)
+    return asked
+
+
+def test_the_progress_artifact_is_first_written_a_while_after_the_first_token(
+    asked: list[tuple[str, tuple[object, ...]]],
+) -> None:
     progress = GenerationProgress(3, max_tokens=10)
     time.sleep(_progress.UPDATE_EVERY_S)  # made long before its first token, as at a handshake
 
     progress.report(1)
-    assert [name for name, _ in asked] == ["_create"], "no write beside the first token"
+    assert asked == [], "no write beside the first token"
     time.sleep(_progress.UPDATE_EVERY_S)
     progress.report(5)
-    assert asked[-1] == ("_update", (50.0,))
+    assert [(name, args[:3]) for name, args in asked] == [
+        ("_create", ("progress", "job-3-progress", 50.0))
+    ]
+    time.sleep(_progress.UPDATE_EVERY_S)
+    progress.report(8)
+    assert asked[-1] == ("_update", (80.0,))
+
+
+def test_a_short_answer_costs_its_progress_artifact_one_write(
+    asked: list[tuple[str, tuple[object, ...]]],
+) -> None:
+    progress = GenerationProgress(4, max_tokens=10)
+    for tokens in range(1, 5):
+        progress.report(tokens)
+    progress.complete()
+    assert [(name, args[2]) for name, args in asked] == [("_create", 100.0)]
