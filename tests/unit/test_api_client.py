@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import ssl
-import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,6 +32,7 @@ from prefect.settings import (
 )
 
 from tasks._api_client import BusyRetryTransport, busy_retry_settings
+from tests.support.loopback import send_json, serving
 
 
 class FlakyServer(ThreadingHTTPServer):
@@ -64,24 +64,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.bodies.append(self.rfile.read(length))
         status = self.server.status if len(self.server.bodies) <= self.server.busy else 200
         body = b'{"exception_message": "Service Unavailable"}' if status != 200 else b"{}"
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_json(self, status, body)
 
     def log_message(self, *args: object) -> None:
         pass
 
 
 def _serving(server: FlakyServer) -> Iterator[FlakyServer]:
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture
@@ -168,8 +159,8 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[FlakyServer, Path]]:
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert_file, key_file)
     server.socket = tls.wrap_socket(server.socket, server_side=True)
-    for serving in _serving(server):
-        yield serving, cert_file
+    for tls_serving in _serving(server):
+        yield tls_serving, cert_file
 
 
 def test_the_transport_verifies_tls_as_prefect_is_told(

@@ -14,6 +14,7 @@ from web3 import Web3
 from fabstir.chain import ChainClient, Deployment, TxPolicy
 from fabstir.errors import TransientError
 from fabstir.settings import ANVIL_KEYS
+from tests.support.loopback import serving
 
 pytestmark = pytest.mark.integration
 
@@ -77,15 +78,8 @@ class _FlakyProxy(BaseHTTPRequestHandler):
 @pytest.fixture
 def flaky(deployment: Deployment) -> Iterator[tuple[type[_FlakyProxy], Deployment]]:
     handler = type("Proxy", (_FlakyProxy,), {"target": deployment.rpc_url, "failures": 0})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), handler)) as url:
         yield handler, deployment.model_copy(update={"rpc_url": url})
-    finally:
-        server.shutdown()
-        thread.join()
 
 
 def test_transient_rpc_failures_are_retried_with_backoff(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.server
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 
@@ -15,6 +14,7 @@ from web3 import HTTPProvider, Web3
 from fabstir.chain import Deployment
 from fabstir.monitoring import check_chain
 from fabstir.settings import MonitoringSettings
+from tests.support.loopback import send_json, serving
 
 pytestmark = pytest.mark.integration
 
@@ -74,22 +74,13 @@ def syncing_rpc() -> Iterator[str]:
                     "hash": "0x" + "0" * 64,
                 }
             body = json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": result}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            send_json(self, 200, body)
 
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as url:
+        yield url
 
 
 def test_an_rpc_syncing_beyond_the_lag_is_not_ready(syncing_rpc: str) -> None:

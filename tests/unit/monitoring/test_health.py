@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.server
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from fabstir.monitoring import (
 from fabstir.monitoring.health import failed, passed
 from fabstir.settings import MonitoringSettings
 from fabstir.storage import ObjectStore
+from tests.support.loopback import serving
 
 
 def sample(memory_available: int = 8 * 2**30, gpus: tuple[GpuSample, ...] = ()) -> ResourceSample:
@@ -88,14 +88,8 @@ def http_server() -> Iterator[tuple[str, list[int]]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/api", codes
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as url:
+        yield url + "/api", codes
 
 
 def free_port() -> int:
