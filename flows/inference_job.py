@@ -9,6 +9,7 @@ from blocks import current_settings
 from fabstir.domain import Receipt, SettlementQueued
 from fabstir.settings import MAX_REQUEST_WAIT_S
 from tasks._events import emit_job_failed
+from tasks._progress import send_writes_held_for_the_run
 from tasks.cache_lookup import cache_lookup
 from tasks.claim import claim
 from tasks.fetch_model import fetch_model
@@ -26,8 +27,10 @@ from tasks.store_result import store_result
     name="inference-job",
     flow_run_name="job-{job_id}",
     persist_result=False,
-    on_failure=[emit_job_failed],
-    on_crashed=[emit_job_failed],
+    on_completion=[send_writes_held_for_the_run],
+    on_failure=[emit_job_failed, send_writes_held_for_the_run],
+    on_crashed=[emit_job_failed, send_writes_held_for_the_run],
+    on_cancellation=[send_writes_held_for_the_run],
 )
 def inference_job(
     job_id: int, await_request_s: Annotated[float, Field(ge=0, le=MAX_REQUEST_WAIT_S)] = 0.0

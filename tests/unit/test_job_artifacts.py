@@ -75,7 +75,7 @@ def asked(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[object, ...]
     is which are asked for, and when (the sending is tested above)."""
     asked: list[tuple[str, tuple[object, ...]]] = []
 
-    def record(write: Callable[..., object], *args: object) -> Future[None]:
+    def record(write: Callable[..., object], *args: object, **_: object) -> Future[None]:
         asked.append((write.__name__, args))
         done: Future[None] = Future()
         done.set_result(None)
