@@ -23,6 +23,7 @@ from uuid import UUID
 
 from prefect import __version__ as prefect_version
 from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.actions import FlowRunCreate
 from prefect.client.schemas.objects import FlowRun
 from prefect.context import SettingsContext, SyncClientContext, get_settings_context
 from prefect.events import emit_event
@@ -32,7 +33,7 @@ from prefect.settings import (
     Settings,
     get_current_settings,
 )
-from prefect.states import Pending, State
+from prefect.states import Pending, State, to_state_create
 
 from fabstir.domain import Receipt
 from tasks._api_client import busy_retry_settings
@@ -61,8 +62,9 @@ class LocalRunner:
         self._executor = ThreadPoolExecutor(max_concurrent, thread_name_prefix="job")
         self._stopping = threading.Event()
         self._running: dict[UUID, FlowRun] = {}
+        self._jobs_in_hand: set[int] = set()
         self._lock = threading.Lock()
-        self._deployment_id: UUID | None = None
+        self._deployment: dict[str, Any] | None = None
         self._flow: Any = None
         self._run_name = ""
         self._run_settings: Settings | None = None
@@ -74,7 +76,16 @@ class LocalRunner:
         from flows.inference_job import inference_job
 
         with get_client(sync_client=True) as client:
-            self._deployment_id = client.read_deployment_by_name(self._deployment_name).id
+            deployment = client.read_deployment_by_name(self._deployment_name)
+        # What a run created from the deployment carries, but its version (see _execute).
+        self._deployment = {
+            "flow_id": deployment.flow_id,
+            "deployment_id": deployment.id,
+            "work_pool_name": deployment.work_pool_name,
+            "work_queue_name": deployment.work_queue_name,
+            "tags": deployment.tags,
+            "labels": deployment.labels,
+        }
         # Each run is created with its name (the flow's own template), so the engine does not
         # rename it, and the flow is told where results would go (it persists none), so the
         # engine does not ask the server three times a run: ~20-40 ms a job on SQLite.
@@ -91,7 +102,18 @@ class LocalRunner:
         threading.Thread(target=self._send_heartbeats, name="heartbeats", daemon=True).start()
 
     def track(self, job_id: int) -> None:
-        """Queue a job; called from the watcher's thread, so it never blocks."""
+        """Queue a job, unless it is queued or running here already; called from the watcher's
+        thread, so it never blocks.
+
+        A job announced again after its run has ended gets another run, which finds the job's
+        state on chain (settled, or claimed by us and left half done by a crash) and acts on
+        it. A Prefect idempotency key would outlive a devnet whose job ids start again.
+        """
+        with self._lock:
+            if job_id in self._jobs_in_hand:
+                log.info("job already in hand", extra={"job_id": job_id})
+                return
+            self._jobs_in_hand.add(job_id)
         self._jobs.put(job_id)
 
     def run_now(self, job_id: int, await_request_s: float = 0.0) -> Future[Receipt | None]:
@@ -133,37 +155,41 @@ class LocalRunner:
             return len(self._running)
 
     def _run_job(self, job_id: int) -> None:
-        # A job announced twice gets one run.
-        self._execute({"job_id": job_id}, idempotency_key=f"job-{job_id}-posted")
+        try:
+            self._execute({"job_id": job_id})
+        finally:
+            with self._lock:
+                self._jobs_in_hand.discard(job_id)
 
     def _run_direct(self, job_id: int, await_request_s: float) -> Receipt | None:
         parameters: dict[str, Any] = {"job_id": job_id}
         if await_request_s:
             parameters["await_request_s"] = await_request_s
-        state = self._execute(parameters, idempotency_key=None)
-        assert state is not None, "a run without an idempotency key is always new"
-        return state.result()
+        return self._execute(parameters).result()
 
-    def _execute(self, parameters: dict[str, Any], idempotency_key: str | None) -> State | None:
-        """Create and execute a run of the job ``parameters`` name; return its final state, or
-        None if the key already had a run."""
-        assert self._deployment_id is not None and self._run_settings, "call start() first"
+    def _execute(self, parameters: dict[str, Any]) -> State:
+        """Create and execute a run of the job ``parameters`` name; return its final state."""
+        assert self._deployment is not None and self._run_settings, "call start() first"
         job_id = parameters["job_id"]
         run_settings = SettingsContext(
             profile=get_settings_context().profile, settings=self._run_settings
         )
         with run_settings:
-            flow_run = self._thread_client().create_flow_run_from_deployment(
-                self._deployment_id,
-                parameters=parameters,
+            # The run of the deployment, created as a flow run naming it: ~17 ms against ~27 ms
+            # for create_flow_run_from_deployment on SQLite, which reads the deployment again
+            # and checks the parameters against its schema (the flow checks them when it
+            # starts). The server fills in the same work queue; only the deployment's version
+            # is not recorded on the run.
+            created = FlowRunCreate(
+                **self._deployment,
                 name=self._run_name.format(job_id=job_id),
-                state=Pending(),
-                idempotency_key=idempotency_key,
+                parameters=parameters,
+                state=to_state_create(Pending()),
             )
-            if flow_run.state is None or not flow_run.state.is_pending():
-                log.info("job already has a run", extra={"job_id": job_id, "run": str(flow_run.id)})
-                return None
-            return self._execute_run(job_id, flow_run, parameters)
+            response = self._thread_client().request(
+                "POST", "/flow_runs/", json=created.model_dump(mode="json", exclude_unset=True)
+            )
+            return self._execute_run(job_id, FlowRun.model_validate(response.json()), parameters)
 
     def _thread_client(self) -> SyncPrefectClient:
         """This thread's Prefect API client, which the flow engine picks up too; kept for the

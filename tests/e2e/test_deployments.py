@@ -167,5 +167,32 @@ def test_the_watcher_hands_posted_jobs_to_the_in_process_runner(
 
     assert run.state is not None and run.state.is_completed(), run.state
     assert run.deployment_id is not None, "a local run still belongs to the deployment"
+    # A worker of the pool finds it if it is scheduled again (a retry from the UI).
+    assert run.work_queue_id is not None and run.work_queue_name == "default"
+    assert run.tags == ["component:inference"]
     assert node.renter.get_job(job_id).state is JobState.SETTLED
     assert exit_code == [0]
+
+
+def test_a_job_announced_twice_gets_one_run(node: Node, bootstrapped: None) -> None:
+    runner = LocalRunner("inference-job/gpu", max_concurrent=2, heartbeat_s=30)
+    runner.start()
+    since = datetime.now(UTC)
+    job_id = _post_watched(node, "the dog sat on the log")
+    serving = threading.Thread(target=runner.run)
+    serving.start()
+    try:
+        runner.track(job_id)
+        runner.track(job_id)  # a missed event found again, or a watcher restarted
+        run = _wait_for_run(f"job-{job_id}", since)
+    finally:
+        runner.stop()
+        serving.join(timeout=60)
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[f"job-{job_id}"]))
+        )
+    assert [r.id for r in runs if r.created is not None and r.created >= since] == [run.id]
+    assert run.state is not None and run.state.is_completed(), run.state
+    assert node.renter.get_job(job_id).state is JobState.SETTLED
