@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from hexbytes import HexBytes
 from web3.contract.contract import ContractFunction
+from web3.exceptions import BlockNotFound
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
@@ -547,6 +548,17 @@ class ChainClient:
 
     def block_number(self) -> int:
         return int(self._read(lambda: self._w3.eth.block_number))
+
+    def block_hash(self, number: int) -> str | None:
+        """Return block ``number``'s hash (0x hex), or None when the chain has no such block."""
+
+        def read() -> str | None:
+            try:
+                return _hex(self._w3.eth.get_block(number)["hash"])
+            except BlockNotFound:
+                return None
+
+        return self._read(read)
 
     def chain_time(self) -> int:
         """Return the latest block's timestamp (what the contracts compare deadlines with)."""

@@ -100,8 +100,9 @@ class JobWatcher:
     Only blocks at least ``confirmations`` deep are read. Posted jobs that ``eligibility``
     rejects, or that are no longer open when read (a watcher catching up), are logged and
     skipped; other job events are all handed on. The cursor file records
-    the last block read and the last event handed on, after every event, so a restarted watcher
-    resumes exactly where the previous one stopped.
+    the last block read (and its hash) and the last event handed on, after every event, so a
+    restarted watcher resumes exactly where the previous one stopped, unless that block is no
+    longer on the chain (a devnet started again): then it reads the chain from the start.
     """
 
     def __init__(
@@ -126,6 +127,7 @@ class JobWatcher:
         self._batch_blocks = batch_blocks
         self._stopped = threading.Event()
         self._scanned: int | None = None
+        self._scanned_hash: str | None = None
         self._last_event: tuple[int, int] = (-1, -1)
         abi = load_artifact("JobMarketplace").abi
         kinds = {kind.value: kind for kind in JobEventKind}
@@ -159,7 +161,19 @@ class JobWatcher:
                     code="cursor_mismatch",
                     path=str(self._cursor_path),
                 )
-            self._scanned, self._last_event = scanned, (int(last_event[0]), int(last_event[1]))
+            # A devnet started again has the same chain id and addresses, and its blocks start
+            # again: the cursor's block is then missing or another one, and every block of the
+            # new chain is read.
+            scanned_hash = cursor.get("scanned_hash")
+            if scanned_hash is not None and self._chain.block_hash(scanned) != scanned_hash:
+                log.warning(
+                    "the chain under the watcher's cursor changed; reading it from the start",
+                    extra={"scanned": scanned, "deploy_block": deployment.deploy_block},
+                )
+            else:
+                self._scanned = scanned
+                self._last_event = (int(last_event[0]), int(last_event[1]))
+        self._scanned_hash = self._chain.block_hash(self._scanned) if self._scanned >= 0 else None
         self._stopped.clear()
 
     def run(self) -> None:
@@ -185,7 +199,7 @@ class JobWatcher:
             gas_price_wei = self._chain.gas_price_wei() if self._eligibility else 0
             for raw in self._chain.job_logs(first, last):
                 handed += self._handle(raw, gas_price_wei)
-            self._scanned = last
+            self._scanned, self._scanned_hash = last, self._chain.block_hash(last)
             self._save()
         return handed
 
@@ -225,6 +239,7 @@ class JobWatcher:
             "chain_id": deployment.chain_id,
             "job_marketplace": deployment.job_marketplace,
             "scanned": self._scanned,
+            "scanned_hash": self._scanned_hash,
             "last_event": list(self._last_event),
         }
         self._cursor_path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -179,3 +180,39 @@ def test_a_cursor_of_another_deployment_is_refused(renter: ChainClient, tmp_path
     assert caught.value.code == "cursor_corrupt"
     with pytest.raises(ValueError):
         JobWatcher(renter, cursor, print, confirmations=-1)
+
+
+# A devnet started again has the same chain id and addresses; the old chain's cursor names a
+# block beyond the new chain's head, or another block at a height the new chain has reached.
+@pytest.mark.parametrize("old_block", ["beyond the head", "another block"])
+def test_a_cursor_of_an_earlier_chain_is_read_from_the_start(
+    renter: ChainClient, post_job: Callable[..., int], tmp_path: Path, old_block: str
+) -> None:
+    jobs = [post_job() for _ in range(2)]
+    scanned = 10_000 if old_block == "beyond the head" else renter.block_number()
+    cursor = tmp_path / "cursor.json"
+    deployment = renter.deployment
+    cursor.write_text(
+        json.dumps(
+            {
+                "chain_id": deployment.chain_id,
+                "job_marketplace": deployment.job_marketplace,
+                "scanned": scanned,
+                "scanned_hash": "0x" + "ab" * 32,
+                "last_event": [scanned, 0],
+            }
+        )
+    )
+    seen: list[int] = []
+    watcher = JobWatcher(renter, cursor, lambda e: seen.append(e.job_id))
+    watcher.start()
+    watcher.poll()
+    assert seen == jobs
+
+    # The cursor it leaves is this chain's: a restart resumes from it.
+    again = JobWatcher(renter, cursor, lambda e: seen.append(e.job_id))
+    again.start()
+    assert again.poll() == 0 and seen == jobs
+    assert json.loads(cursor.read_text())["scanned_hash"] == renter.block_hash(
+        json.loads(cursor.read_text())["scanned"]
+    )
