@@ -88,7 +88,10 @@ def open_jobs(chain: ChainClient, store: ObjectStore, eligibility: Eligibility) 
 
     Advances the low-water mark past the leading jobs that are final for this host.
     """
-    low_water = _read_low_water(store)
+    # The chain's deployment block names this chain: a devnet started again has the same
+    # addresses, and its job ids start again below the mark an earlier chain left.
+    this_chain = chain.block_hash(chain.deployment.deploy_block)
+    low_water = _read_low_water(store, this_chain)
     now, gas_price_wei = chain.chain_time(), chain.gas_price_wei()
     found: list[int] = []
     job_id, leading_final = low_water, True
@@ -114,15 +117,19 @@ def open_jobs(chain: ChainClient, store: ObjectStore, eligibility: Eligibility) 
             else:
                 log.debug("not ours to take", extra={"job_id": job_id, "reason": reason})
         job_id += 1
-    store.put(LOW_WATER_KEY, json.dumps({"job_id": low_water}).encode())
+    store.put(LOW_WATER_KEY, json.dumps({"job_id": low_water, "chain": this_chain}).encode())
     return found
 
 
-def _read_low_water(store: ObjectStore) -> int:
+def _read_low_water(store: ObjectStore, this_chain: str | None) -> int:
     try:
-        return int(json.loads(store.get(LOW_WATER_KEY))["job_id"])
+        mark = json.loads(store.get(LOW_WATER_KEY))
     except ObjectMissing:
         return 1
+    if mark.get("chain", this_chain) != this_chain:
+        log.warning("low-water mark of an earlier chain; scanning jobs from the first")
+        return 1
+    return int(mark["job_id"])
 
 
 def jobs_to_start(

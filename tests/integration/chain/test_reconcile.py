@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from fabstir.chain import ChainClient
 from fabstir.client import DIRECT_PROMPT_URI
-from fabstir.reconcile import host_eligibility, open_jobs
+from fabstir.reconcile import LOW_WATER_KEY, host_eligibility, open_jobs
 from fabstir.settings import HostSettings
 from fabstir.storage import ObjectStore
 from tests.integration.chain.conftest import MODEL, MODELS, PRICE_PER_TOKEN_WEI
@@ -49,3 +50,23 @@ def test_reconcile_leaves_posted_direct_jobs_to_the_renter_api(
     assert open_jobs(registered_host, store, with_marker) == [market, named]
     # Without the marker the direct job looks like any other job naming this host.
     assert open_jobs(registered_host, store, eligibility) == [market, named, direct]
+
+
+def test_a_low_water_mark_of_an_earlier_chain_is_not_followed(
+    registered_host: ChainClient, post_job: Callable[..., int], tmp_path: Path
+) -> None:
+    jobs = [post_job(price=PRICE_WEI) for _ in range(2)]
+    host = HostSettings(price_per_token_wei=PRICE_PER_TOKEN_WEI, models=MODELS[:1])
+    eligibility = host_eligibility(registered_host, host)
+    store = ObjectStore(f"file://{tmp_path / 'storage'}")
+    this_chain = registered_host.block_hash(registered_host.deployment.deploy_block)
+
+    # A devnet started again: same addresses, and its job ids are below the old chain's mark.
+    store.put(LOW_WATER_KEY, json.dumps({"job_id": 10_000, "chain": "0x" + "ab" * 32}).encode())
+    assert open_jobs(registered_host, store, eligibility) == jobs
+    assert json.loads(store.get(LOW_WATER_KEY))["chain"] == this_chain
+
+    # This chain's mark, and a mark written before marks named their chain, are followed.
+    for mark in ({"job_id": 10_000, "chain": this_chain}, {"job_id": 10_000}):
+        store.put(LOW_WATER_KEY, json.dumps(mark).encode())
+        assert open_jobs(registered_host, store, eligibility) == []
