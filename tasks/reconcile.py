@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -48,6 +49,11 @@ def open_jobs() -> list[int]:
 @task(name="start-missing-runs", cache_policy=NO_CACHE, timeout_seconds=120)
 def start_missing_runs(job_ids: list[int]) -> list[int]:
     """Start an inference-job run for each job that has no live or completed run."""
+    settings = current_settings()
+    chain = ChainBlock.from_settings(settings).get_client()
+    # Runs are named by job id, which a devnet started again gives out again: a run made before
+    # this chain's contracts were deployed is an earlier chain's job's.
+    deployed_at = datetime.fromtimestamp(chain.block_time(chain.deployment.deploy_block), UTC)
     names = {f"job-{job_id}": job_id for job_id in job_ids}
     run_states: dict[int, list[str]] = {job_id: [] for job_id in job_ids}
     with get_client(sync_client=True) as client:
@@ -56,10 +62,10 @@ def start_missing_runs(job_ids: list[int]) -> list[int]:
             flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=list(names))),
         )
     for run in runs:
-        if run.state_type is not None:
+        if run.state_type is not None and (run.created is None or run.created >= deployed_at):
             run_states[names[run.name]].append(run.state_type.value)
     started = reconcile.jobs_to_start(job_ids, run_states, MAX_RUNS_PER_JOB)
-    pool = current_settings().orchestration.work_pool
+    pool = settings.orchestration.work_pool
     for job_id in started:
         run_deployment(
             f"{INFERENCE_FLOW}/{pool}",

@@ -560,6 +560,10 @@ class ChainClient:
 
         return self._read(read)
 
+    def block_time(self, number: int) -> int:
+        """Return block ``number``'s timestamp (Unix seconds)."""
+        return int(self._read(lambda: self._w3.eth.get_block(number)["timestamp"]))
+
     def chain_time(self) -> int:
         """Return the latest block's timestamp (what the contracts compare deadlines with)."""
         return int(self._read(lambda: self._w3.eth.get_block("latest")["timestamp"]))

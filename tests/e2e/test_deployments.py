@@ -18,6 +18,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from prefect.client.schemas.objects import FlowRun
 from prefect.settings import PREFECT_API_URL
+from prefect.states import Completed
 
 from deployments.bootstrap import bootstrap
 from deployments.runner import EventDispatch, LocalRunner
@@ -196,3 +197,34 @@ def test_a_job_announced_twice_gets_one_run(node: Node, bootstrapped: None) -> N
     assert [r.id for r in runs if r.created is not None and r.created >= since] == [run.id]
     assert run.state is not None and run.state.is_completed(), run.state
     assert node.renter.get_job(job_id).state is JobState.SETTLED
+
+
+def test_reconcile_does_not_count_a_run_of_an_earlier_chains_job(
+    node: Node, bootstrapped: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from flows.inference_job import inference_job
+
+    since = datetime.now(UTC)
+    job_id = _post_watched(node, "the owl flew at night")
+    # What a devnet started again finds: a finished run named for this job id.
+    with get_client(sync_client=True) as client:
+        client.create_flow_run(
+            inference_job, name=f"job-{job_id}", parameters={"job_id": job_id}, state=Completed()
+        )
+    assert reconcile() == [], "a run made after this chain's deployment is this job's"
+
+    # The chain as if deployed after that run: its deployment block is a later one.
+    node.w3.provider.make_request("evm_increaseTime", [5])
+    node.w3.provider.make_request("evm_mine", [])
+    redeployed = tmp_path / "devnet.json"
+    node.deployment.model_copy(update={"deploy_block": node.host.block_number()}).save(redeployed)
+    monkeypatch.setenv("FABSTIR_CHAIN__DEPLOYMENT_FILE", str(redeployed))
+    try:
+        assert reconcile() == [job_id]
+    finally:
+        with get_client(sync_client=True) as client:
+            for run in client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[f"job-{job_id}"]))
+            ):
+                if run.created is not None and run.created >= since:
+                    client.delete_flow_run(run.id)  # no worker here to run it
