@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING
 
 from fabstir.cache import answer_reusable
-from fabstir.domain import ClaimedJob, InferenceResult, LocalModel, prompt_messages
+from fabstir.domain import ClaimedJob, InferenceResult, Job, LocalModel, prompt_messages
 from fabstir.errors import TransientError
 from fabstir.models import (
     EnginePool,
@@ -59,18 +59,26 @@ def cut_answer_key(params_key: str, max_tokens: int) -> str:
     return json.dumps({**json.loads(params_key), "max_tokens": max_tokens}, sort_keys=True)
 
 
-def earlier_answer(store: ObjectStore, job_id: int) -> InferenceResult | None:
+def earlier_answer(store: ObjectStore, job: Job) -> InferenceResult | None:
     """Return the answer an earlier run of this job already stored, if one did.
+
+    An answer stored under the job's id for another renter or prompt is not this job's: a
+    devnet started again gives out job ids again.
 
     Raises:
         ResultIntegrityError: the indexed result's bytes do not match their recorded hash.
     """
-    entry = JobIndex(store).lookup(job_id)
+    entry = JobIndex(store).lookup(job.job_id)
     if entry is None:
         return None
     record = decode_record(
         get_verified(store, store.uri_for(entry.result_key), entry.result_sha256)
     )
+    if record.prompt_hash != job.prompt_hash or entry.renter.lower() != job.renter.lower():
+        log.warning(
+            "the answer stored under this job id is another job's", extra={"job_id": job.job_id}
+        )
+        return None
     return InferenceResult(
         text=record.output,
         prompt_tokens=record.prompt_tokens,
@@ -87,7 +95,7 @@ def look_up_cache(
     prompt that fits its token budget (looked up once the prompt is known: a run started at the
     renter's handshake learns it in the infer step).
     """
-    earlier = earlier_answer(store, claimed.job.job_id)
+    earlier = earlier_answer(store, claimed.job)
     if earlier is not None:
         log.info("answer stored by an earlier run", extra={"job_id": claimed.job.job_id})
         return earlier
