@@ -8,33 +8,19 @@ from pathlib import Path
 import pytest
 
 from fabstir.cli import main
-from fabstir.domain import ClaimedJob, InferenceResult, Job, JobState, StoredResult
+from fabstir.domain import ClaimedJob, InferenceResult, StoredResult
 from fabstir.errors import ConfigError
 from fabstir.pipeline import SettlementQueue, plan_batches, queue_settlement
 from fabstir.settings import SettlementSettings, load_settings
 from fabstir.storage import ObjectStore
+from tests.support import jobs
+from tests.support.jobs import HASH
 
-HASH = "0x" + "ab" * 32
 DEADLINE = 10_000
 
 
 def claimed_job(job_id: int, deadline: int = DEADLINE) -> ClaimedJob:
-    job = Job(
-        job_id=job_id,
-        renter="0x" + "11" * 20,
-        host="0x" + "22" * 20,
-        model_id=HASH,
-        prompt_hash=HASH,
-        prompt_uri="file:///prompts/p",
-        max_tokens=16,
-        price_per_token_wei=7,
-        deposit_wei=112,
-        deadline=deadline,
-        state=JobState.CLAIMED,
-        result_hash="0x" + "00" * 32,
-        tokens_used=0,
-    )
-    return ClaimedJob(job=job, model_name="tiny", prompt="hello", claim_tx=None)
+    return jobs.claimed_job(job_id, deadline=deadline)
 
 
 def queue_job(queue: SettlementQueue, settings: SettlementSettings, job_id: int, now: int) -> None:

@@ -7,8 +7,9 @@ from typing import Any
 
 from fabstir import pipeline
 from fabstir.cache import SemanticCache
-from fabstir.domain import ClaimedJob, InferenceResult, Job, JobState, LocalModel
+from fabstir.domain import ClaimedJob, InferenceResult, LocalModel
 from fabstir.storage import JobIndex, ObjectStore
+from tests.support.jobs import claimed_job
 
 RENTER = "0x" + "ab" * 20
 OTHER = "0x" + "cd" * 20
@@ -16,22 +17,7 @@ PARAMS = '{"temperature":0.0}'
 
 
 def _claimed(job_id: int, renter: str) -> ClaimedJob:
-    job = Job(
-        job_id=job_id,
-        renter=renter,
-        host="0x" + "11" * 20,
-        model_id="0x" + "22" * 32,
-        prompt_hash="0x" + "33" * 32,
-        prompt_uri="memory://p",
-        max_tokens=8,
-        price_per_token_wei=1,
-        deposit_wei=8,
-        deadline=0,
-        state=JobState.CLAIMED,
-        result_hash="0x" + "00" * 32,
-        tokens_used=0,
-    )
-    return ClaimedJob(job=job, model_name="m", prompt=f"prompt {job_id}", claim_tx=None)
+    return claimed_job(job_id, renter=renter, prompt=f"prompt {job_id}", max_tokens=8)
 
 
 def test_erasure_removes_results_index_and_cache_entries(

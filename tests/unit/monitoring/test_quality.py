@@ -4,33 +4,21 @@ from pathlib import Path
 
 import pytest
 
-from fabstir.domain import ZERO_ADDRESS, ClaimedJob, InferenceResult, Job, JobState, Receipt
+from fabstir.domain import ZERO_ADDRESS, ClaimedJob, InferenceResult, Receipt
 from fabstir.monitoring import QualityLog, job_quality, summarize_ratings
 from fabstir.storage import ObjectStore
+from tests.support.jobs import claimed_job
 
 USDC = "0x" + "11" * 20
 
 
 def claimed(job_id: int) -> ClaimedJob:
-    job = Job(
-        job_id=job_id,
-        renter="0x" + "22" * 20,
-        host="0x" + "33" * 20,
-        model_id="0x01",
-        prompt_hash="0x02",
-        prompt_uri="file:///p",
+    return claimed_job(
+        job_id,
+        prompt="hi",
         max_tokens=8,
         price_per_token_wei=5,
         deposit_wei=40,
-        deadline=0,
-        state=JobState.CLAIMED,
-        result_hash="0x",
-        tokens_used=0,
-    )
-    return ClaimedJob(
-        job=job,
-        model_name="m",
-        prompt="hi",
         claim_tx="0xaa",
         claim_started_at=100.0,
         claim_ms=250.0,
