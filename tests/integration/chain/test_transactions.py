@@ -124,6 +124,38 @@ def test_a_send_waits_for_its_confirmations(deployment: Deployment, w3: Web3) ->
     assert w3.eth.block_number >= mined_in + 2
 
 
+@pytest.fixture
+def manual_mining(w3: Web3) -> Iterator[None]:
+    """Anvil mining only when told to, then back to mining each transaction as it comes."""
+    w3.provider.make_request("evm_setAutomine", [False])
+    try:
+        yield
+    finally:
+        w3.provider.make_request("evm_setAutomine", [True])
+        w3.provider.make_request("evm_mine", [])  # what a test left pending
+
+
+def test_a_send_waits_for_its_transaction_to_be_mined(
+    deployment: Deployment, w3: Web3, manual_mining: None
+) -> None:
+    client = ChainClient(deployment, ANVIL_KEYS[0])
+    fee_bps = client.fee_bps()
+    miner = threading.Timer(0.3, lambda: w3.provider.make_request("evm_mine", []))
+    miner.start()
+    mined_in = w3.eth.block_number + 1
+    tx_hash = client.set_fee_bps(fee_bps)  # returns its receipt's hash, so once mined
+    miner.join()
+    assert w3.eth.get_transaction_receipt(tx_hash)["blockNumber"] == mined_in
+
+
+def test_a_transaction_left_unmined_times_out(deployment: Deployment, manual_mining: None) -> None:
+    policy = TxPolicy(receipt_timeout_s=0.3, rpc_attempts=1)
+    client = ChainClient(deployment, ANVIL_KEYS[0], policy=policy)
+    with pytest.raises(TransientError) as caught:
+        client.set_fee_bps(client.fee_bps())
+    assert caught.value.code == "receipt_timeout"
+
+
 def test_missing_confirmations_time_out(deployment: Deployment) -> None:
     policy = TxPolicy(confirmations=5, receipt_timeout_s=0.3)
     client = ChainClient(deployment, ANVIL_KEYS[0], policy=policy)
