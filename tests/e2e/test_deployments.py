@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
@@ -228,3 +229,57 @@ def test_reconcile_does_not_count_a_run_of_an_earlier_chains_job(
             ):
                 if run.created is not None and run.created >= since:
                     client.delete_flow_run(run.id)  # no worker here to run it
+
+
+def test_a_local_run_sees_itself_as_the_server_holds_it(
+    bootstrapped: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job thread's client answers two of the engine's calls without the server (the
+    update a created run does not need, the read after Running): what the run sees of itself
+    from then on must be what the server holds."""
+    from prefect import flow
+    from prefect.context import FlowRunContext
+
+    from tasks._api_client import BusyRetryTransport
+
+    seen: dict[str, FlowRun] = {}
+
+    @flow(name="inference-job", persist_result=False)
+    def looks_at_itself(job_id: int) -> None:
+        context = FlowRunContext.get()
+        assert context is not None and context.flow_run is not None
+        seen["engine"] = context.flow_run.model_copy(deep=True)  # the engine sets its end state
+        with get_client(sync_client=True) as client:
+            seen["server"] = client.read_flow_run(context.flow_run.id)
+
+    sent: list[str] = []
+    handle_request = BusyRetryTransport.handle_request
+
+    def recording(transport: BusyRetryTransport, request: httpx.Request) -> httpx.Response:
+        sent.append(f"{request.method} {request.url.path.rsplit('/api', 1)[-1]}")
+        return handle_request(transport, request)
+
+    monkeypatch.setattr(BusyRetryTransport, "handle_request", recording)
+    runner = LocalRunner("inference-job/gpu", max_concurrent=1, heartbeat_s=30)
+    runner.start()
+    runner._flow = looks_at_itself
+    for job_id in (7, 8):  # the second on the same job thread, with the same client
+        sent.clear()
+        state = runner._executor.submit(runner._execute, {"job_id": job_id}).result()
+
+        assert state.is_completed(), state
+        run_id = seen["engine"].id
+        assert [call for call in sent if "/flow_runs/" in call] == [
+            "POST /flow_runs/",
+            f"POST /flow_runs/{run_id}/set_state",  # Running
+            f"GET /flow_runs/{run_id}",  # the flow's own read above
+            f"POST /flow_runs/{run_id}/set_state",  # Completed
+        ]
+        computed_at_read = {"updated", "estimated_run_time", "estimated_start_time_delta"}
+        engine = seen["engine"].model_dump(exclude=computed_at_read)
+        server = seen["server"].model_dump(exclude=computed_at_read)
+        assert engine == server
+        assert server["run_count"] == 1 and server["start_time"] is not None
+        assert server["flow_version"] == looks_at_itself.version
+        assert server["deployment_id"] is not None and server["name"] == f"job-{job_id}"
+    runner.stop()
