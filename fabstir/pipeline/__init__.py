@@ -11,6 +11,7 @@ from fabstir.pipeline.answer import (
     fetch_model,
     infer,
     look_up_cache,
+    stored_record,
     take_request,
 )
 from fabstir.pipeline.claim import (
@@ -69,5 +70,6 @@ __all__ = [
     "settle_job",
     "settle_queued",
     "store_result",
+    "stored_record",
     "take_request",
 ]

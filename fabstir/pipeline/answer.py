@@ -5,10 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from fabstir.cache import answer_reusable
-from fabstir.domain import ClaimedJob, InferenceResult, Job, LocalModel, prompt_messages
+from fabstir.domain import (
+    ClaimedJob,
+    InferenceResult,
+    Job,
+    LocalModel,
+    StoredResult,
+    prompt_messages,
+)
 from fabstir.errors import TransientError
 from fabstir.models import (
     EnginePool,
@@ -19,7 +26,7 @@ from fabstir.models import (
     TokenPiece,
 )
 from fabstir.pipeline.claim import attach_prompt
-from fabstir.storage import JobIndex, ObjectStore, decode_record, get_verified
+from fabstir.storage import JobIndex, ObjectStore, ResultRecord, decode_record, get_verified
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -59,11 +66,19 @@ def cut_answer_key(params_key: str, max_tokens: int) -> str:
     return json.dumps({**json.loads(params_key), "max_tokens": max_tokens}, sort_keys=True)
 
 
-def earlier_answer(store: ObjectStore, job: Job) -> InferenceResult | None:
-    """Return the answer an earlier run of this job already stored, if one did.
+class StoredRecord(NamedTuple):
+    """A job's result record as stored: where it is, its bytes, and what they decode to."""
 
-    An answer stored under the job's id for another renter or prompt is not this job's: a
-    devnet started again gives out job ids again.
+    stored: StoredResult
+    data: bytes
+    record: ResultRecord
+
+
+def stored_record(store: ObjectStore, job: Job) -> StoredRecord | None:
+    """Return the result record stored for this job, if there is one.
+
+    A record stored under the job's id for another renter or prompt is not this job's: a devnet
+    started again gives out job ids again.
 
     Raises:
         ResultIntegrityError: the indexed result's bytes do not match their recorded hash.
@@ -71,19 +86,31 @@ def earlier_answer(store: ObjectStore, job: Job) -> InferenceResult | None:
     entry = JobIndex(store).lookup(job.job_id)
     if entry is None:
         return None
-    record = decode_record(
-        get_verified(store, store.uri_for(entry.result_key), entry.result_sha256)
-    )
+    stored = StoredResult(uri=store.uri_for(entry.result_key), sha256=entry.result_sha256)
+    data = get_verified(store, stored.uri, stored.sha256)
+    record = decode_record(data)
     if record.prompt_hash != job.prompt_hash or entry.renter.lower() != job.renter.lower():
         log.warning(
-            "the answer stored under this job id is another job's", extra={"job_id": job.job_id}
+            "the result stored under this job id is another job's", extra={"job_id": job.job_id}
         )
         return None
+    return StoredRecord(stored, data, record)
+
+
+def earlier_answer(store: ObjectStore, job: Job) -> InferenceResult | None:
+    """Return the answer an earlier run of this job already stored, if one did.
+
+    Raises:
+        ResultIntegrityError: the indexed result's bytes do not match their recorded hash.
+    """
+    found = stored_record(store, job)
+    if found is None:
+        return None
     return InferenceResult(
-        text=record.output,
-        prompt_tokens=record.prompt_tokens,
-        completion_tokens=record.completion_tokens,
-        cache_hit=record.cache_hit,
+        text=found.record.output,
+        prompt_tokens=found.record.prompt_tokens,
+        completion_tokens=found.record.completion_tokens,
+        cache_hit=found.record.cache_hit,
     )
 
 

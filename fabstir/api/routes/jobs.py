@@ -14,8 +14,7 @@ from fabstir.api.dependencies import Caller, Context
 from fabstir.api.schemas import JobResult, JobStatus
 from fabstir.api.services import ApiContext
 from fabstir.errors import AccessDenied, ObjectMissing
-from fabstir.pipeline import proof_path_for
-from fabstir.storage import JobIndex, decode_record, get_verified
+from fabstir.pipeline import proof_path_for, stored_record
 
 router = APIRouter(tags=["jobs"])
 
@@ -71,22 +70,19 @@ async def job_result(
 
 
 def _result(ctx: ApiContext, job_id: int) -> JobResult:
-    store = ctx.services.store
-    entry = JobIndex(store).lookup(job_id)
-    if entry is None:
+    found = stored_record(ctx.services.store, ctx.services.chain.get_job(job_id))
+    if found is None:
         raise ObjectMissing("no result stored for this job yet", code="result_not_ready")
-    uri = store.uri_for(entry.result_key)
-    data = get_verified(store, uri, entry.result_sha256)
-    record = decode_record(data)
+    record = found.record
     return JobResult(
         job_id=job_id,
         output=record.output,
         prompt_tokens=record.prompt_tokens,
         completion_tokens=record.completion_tokens,
         cache_hit=record.cache_hit,
-        result_uri=uri,
-        result_hash=entry.result_sha256,
-        record_cbor=base64.b64encode(data).decode(),
+        result_uri=found.stored.uri,
+        result_hash=found.stored.sha256,
+        record_cbor=base64.b64encode(found.data).decode(),
     )
 
 

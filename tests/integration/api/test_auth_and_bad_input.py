@@ -242,3 +242,27 @@ def test_malformed_requests_get_a_clear_4xx_and_the_node_keeps_serving(api_node:
     assert len(MALFORMED) >= 20
     # The job is still answerable after all that.
     assert "".join(api_node.renter.chat(api_node.url, token, api_node.model.id, MESSAGES))
+
+
+def test_a_result_stored_under_the_jobs_id_for_another_prompt_is_not_served(
+    api_node: ApiNode,
+) -> None:
+    from fabstir.domain import InferenceResult, LocalModel
+    from fabstir.pipeline import store_result
+    from tests.support.jobs import HASH, claimed_job
+
+    job_id = api_node.post_chat(MESSAGES)
+    # What a devnet started again leaves in the node's storage: the same renter's job under the
+    # same id, with another prompt.
+    earlier_job = claimed_job(job_id, renter=api_node.renter.address, prompt_hash=HASH)
+    answer = InferenceResult(
+        text="not yours", prompt_tokens=2, completion_tokens=3, cache_hit=False
+    )
+    model = LocalModel(name="tiny", path="/models/tiny.gguf", sha256="cd" * 32)
+    store_result(api_node.services.store, earlier_job, model, answer)
+
+    token = api_node.renter.authenticate(api_node.url, job_id)
+    response = httpx.get(
+        f"{api_node.url}/v1/jobs/{job_id}/result", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 404 and error_of(response)["code"] == "result_not_ready"
