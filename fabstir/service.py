@@ -174,14 +174,25 @@ class ProcessService:
 
     def stop(self) -> None:
         self._stopping.set()
-        if self._process is None or self._process.poll() is not None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        if self._process is not None:
+            stop_process(self._process, grace_s=20)
+
+
+def stop_process(process: subprocess.Popen[bytes], grace_s: float) -> None:
+    """SIGTERM ``process`` and wait; kill it if it has not exited within ``grace_s``.
+
+    A Prefect 3.9 process worker can take a SIGTERM and go on polling: its shutdown, run as an
+    asyncio cancellation, is sometimes swallowed.
+    """
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        log.warning("process ignored SIGTERM; killing it", extra={"pid": process.pid})
+        process.kill()
+        process.wait()
 
 
 def freeze_startup_heap() -> None:

@@ -20,6 +20,7 @@ from fabstir.chain.client import ChainClient
 from fabstir.chain.deployment import Deployment, MarketTerms, deploy_contracts, deploy_token
 from fabstir.chain.transactions import connect
 from fabstir.errors import ChainError, DependencyMissing, TransientError
+from fabstir.service import stop_process
 from fabstir.settings import ANVIL_KEYS, ModelSpec
 
 log = logging.getLogger(__name__)
@@ -72,17 +73,6 @@ def anvil_binary(search_from: Sequence[Path] | None = None) -> Path:
         code="anvil_missing",
         searched_from=[str(start) for start in starts],
     )
-
-
-def _terminate(process: subprocess.Popen[bytes], timeout_s: float) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 class Devnet:
@@ -158,7 +148,7 @@ class Devnet:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
             )
-        self._finalizer = weakref.finalize(self, _terminate, self._process, self._stop_timeout_s)
+        self._finalizer = weakref.finalize(self, stop_process, self._process, self._stop_timeout_s)
         try:
             rpc_url = self._wait_until_listening(log_path)
             self._wait_until_answering(rpc_url)

@@ -26,7 +26,7 @@ from deployments.runner import EventDispatch, LocalRunner
 from fabstir.client import DIRECT_PROMPT_URI
 from fabstir.commands.run import build_watcher
 from fabstir.domain import JobState
-from fabstir.service import ServiceGroup
+from fabstir.service import ServiceGroup, stop_process
 from fabstir.settings import load_settings
 from flows.reconcile import reconcile
 from tests.conftest import REPO_ROOT
@@ -69,8 +69,7 @@ def worker(bootstrapped: None, node: Node, tmp_path: Path) -> Iterator[None]:
         yield
     finally:
         for process in processes:
-            process.terminate()
-            process.wait(timeout=30)
+            stop_process(process, grace_s=30)
         log.close()
 
 

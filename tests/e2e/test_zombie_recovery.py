@@ -27,6 +27,7 @@ from prefect.settings import PREFECT_API_URL
 from deployments.bootstrap import AUTOMATIONS_DIR, apply_automations, bootstrap
 from fabstir.chain import load_artifact
 from fabstir.domain import JobState
+from fabstir.service import stop_process
 from fabstir.settings import load_settings
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import PRICE_PER_TOKEN_WEI, Node
@@ -144,8 +145,7 @@ def test_a_job_whose_process_dies_is_marked_crashed_and_settled_once_by_a_new_ru
             120,
         )
     finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+        stop_process(worker, grace_s=30)
 
     runs = _job_runs(deployment_id, job_id, since)
     assert [run.state_type.value for run in runs] == ["CRASHED", "COMPLETED"], (
