@@ -194,3 +194,14 @@ def test_a_job_threads_client_is_the_one_prefect_hands_out_there(busy_twice: Fla
         shared, status = job_thread.submit(with_settings.run, on_a_job_thread).result()
     assert shared, "the engine would build a client of its own each run"
     assert status == 200 and len(busy_twice.bodies) == 3
+
+
+def test_a_job_thread_without_a_prefect_server_is_refused() -> None:
+    from deployments.runner import LocalRunner
+
+    runner = LocalRunner("inference-job/gpu", max_concurrent=1, heartbeat_s=30)
+    with (
+        temporary_settings(restore_defaults={PREFECT_API_URL}),
+        pytest.raises(RuntimeError, match="PREFECT_API_URL is not set"),
+    ):
+        runner._thread_client()
