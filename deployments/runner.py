@@ -26,7 +26,12 @@ import httpx
 from prefect import __version__ as prefect_version
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import FlowRunCreate
-from prefect.client.schemas.objects import FlowRun, FlowRunPolicy, KeyValueLabelsField
+from prefect.client.schemas.objects import (
+    FlowRun,
+    FlowRunPolicy,
+    KeyValueLabelsField,
+    StateType,
+)
 from prefect.client.schemas.responses import OrchestrationResult, SetStateStatus
 from prefect.context import SettingsContext, SyncClientContext, get_settings_context
 from prefect.events import emit_event
@@ -151,8 +156,7 @@ class _JobThreadClient(SyncPrefectClient):
 
     def read_flow_run(self, flow_run_id: UUID) -> FlowRun:
         known = self._known
-        running = known is not None and known.state is not None and known.state.is_running()
-        if known is not None and running and known.id == flow_run_id:
+        if known is not None and known.id == flow_run_id and known.state_type == StateType.RUNNING:
             self._known = None  # answered once; the run changes from here on
             return known.model_copy(deep=True)
         return super().read_flow_run(flow_run_id)
