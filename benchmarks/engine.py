@@ -1,6 +1,7 @@
 """Raw llama-cpp-python next to our engine on the same model, prompts and settings.
 
-    python -m benchmarks.engine [--model PATH] [--max-tokens 64] [--repeats 3] [--json]
+    python -m benchmarks.engine [--model PATH] [--max-tokens 64] [--repeats 3] [--gpu-layers N]
+                                [--json]
 
 Single request: load time, time to first token, decode tokens/s and the decode gap (medians over
 the repeats). "Raw" is ``Llama.generate`` on the same chat-template prompt tokens, greedy, one token
@@ -14,6 +15,8 @@ time for
 - raw separate contexts: N ``Llama`` objects, one thread each (llama.cpp without batching);
 - engine: our engine, the N requests decoded together as sequences of one batched context.
 The model defaults to the demo model (SmolLM2-135M-Instruct, Q4_0: see fabstir.models.demo_model).
+``--gpu-layers`` offloads that many layers (-1: all) in both, as ``FABSTIR_ENGINE__N_GPU_LAYERS``
+does for the node; it needs a llama.cpp built with a GPU backend.
 """
 
 from __future__ import annotations
@@ -77,10 +80,17 @@ def _messages(prompt: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": prompt}]
 
 
-def _raw(path: str) -> Any:
+def _raw(path: str, gpu_layers: int) -> Any:
     from fabstir.models.llama import load_llama
 
-    return load_llama(path, n_ctx=N_CTX, n_threads=THREADS, n_threads_batch=THREADS, seed=SEED)
+    return load_llama(
+        path,
+        n_ctx=N_CTX,
+        n_threads=THREADS,
+        n_threads_batch=THREADS,
+        seed=SEED,
+        n_gpu_layers=gpu_layers,
+    )
 
 
 def _raw_stream(llm: Any, prompt: str, max_tokens: int) -> tuple[float, float, int]:
@@ -134,13 +144,17 @@ def _raw_request(llm: Any, prompt: str, max_tokens: int) -> tuple[float, float, 
     return (first or end) - start, end - start, completion
 
 
-def _engine(path: str, parallel: int) -> tuple[Any, Any]:
+def _engine(path: str, parallel: int, gpu_layers: int) -> tuple[Any, Any]:
     from fabstir.domain import LocalModel
     from fabstir.models import EnginePool
     from fabstir.settings import EngineSettings
 
     settings = EngineSettings(
-        n_ctx=N_CTX, n_threads=THREADS, seed=SEED, parallel_sequences=parallel
+        n_ctx=N_CTX,
+        n_threads=THREADS,
+        seed=SEED,
+        parallel_sequences=parallel,
+        n_gpu_layers=gpu_layers,
     )
     pool = EnginePool(settings)
     engine = pool.engine_for(LocalModel(name="bench", path=path, sha256="bench"))
@@ -176,7 +190,9 @@ def _in_threads(calls: list[Callable[[], int]]) -> tuple[float, int]:
     return time.perf_counter() - start, sum(results)
 
 
-def _single(path: str, max_tokens: int, repeats: int) -> dict[str, dict[str, float]]:
+def _single(
+    path: str, max_tokens: int, repeats: int, gpu_layers: int
+) -> dict[str, dict[str, float]]:
     metrics = ("load_s", "ttft_s", "decode_tok_s", "decode_gap_us")
     rows: dict[str, dict[str, list[float]]] = {
         name: {metric: [] for metric in metrics} for name in ("raw", "engine")
@@ -185,14 +201,14 @@ def _single(path: str, max_tokens: int, repeats: int) -> dict[str, dict[str, flo
         for name in ("raw", "engine"):
             start = time.perf_counter()
             if name == "raw":
-                llm = _raw(path)
+                llm = _raw(path, gpu_layers)
                 load = time.perf_counter() - start
                 _raw_stream(llm, PROMPTS[0], 4)  # warm-up: graph allocation, Jinja compile
                 with _DecodeGaps() as gaps:
                     ttft, total, tokens = _raw_stream(llm, PROMPTS[0], max_tokens)
                 llm.close()
             else:
-                pool, engine = _engine(path, parallel=1)
+                pool, engine = _engine(path, parallel=1, gpu_layers=gpu_layers)
                 load = time.perf_counter() - start
                 _engine_stream(engine, PROMPTS[0], 4)
                 with _DecodeGaps() as gaps:
@@ -208,13 +224,15 @@ def _single(path: str, max_tokens: int, repeats: int) -> dict[str, dict[str, flo
     }
 
 
-def _concurrent(path: str, max_tokens: int, repeats: int) -> dict[str, dict[int, float]]:
+def _concurrent(
+    path: str, max_tokens: int, repeats: int, gpu_layers: int
+) -> dict[str, dict[int, float]]:
     figures: dict[str, dict[int, list[float]]] = {
         "raw_sequential": {n: [] for n in CONCURRENCY},
         "raw_separate_contexts": {n: [] for n in CONCURRENCY},
         "engine_batched": {n: [] for n in CONCURRENCY},
     }
-    raws = [_raw(path) for _ in range(max(CONCURRENCY))]
+    raws = [_raw(path, gpu_layers) for _ in range(max(CONCURRENCY))]
     for llm in raws:
         _raw_stream(llm, PROMPTS[0], 4)
     for _ in range(repeats):
@@ -232,7 +250,7 @@ def _concurrent(path: str, max_tokens: int, repeats: int) -> dict[str, dict[int,
             figures["raw_separate_contexts"][n].append(tokens / wall)
             # A fresh engine each time: its worker thread, and so its OpenMP team (see
             # _raw_stream), lives only while it is measured.
-            pool, engine = _engine(path, parallel=max(CONCURRENCY))
+            pool, engine = _engine(path, parallel=max(CONCURRENCY), gpu_layers=gpu_layers)
             _engine_stream(engine, PROMPTS[0], 4)
             wall, tokens = _in_threads(
                 [lambda p=p, e=engine: _engine_stream(e, p, max_tokens)[2] for p in prompts]
@@ -254,19 +272,26 @@ def main() -> None:
     parser.add_argument("--model", default=str(demo_model_path()), help="GGUF file to run.")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--gpu-layers", type=int, default=0, help="Layers offloaded to the GPU (-1: all)."
+    )
     parser.add_argument("--json", action="store_true", help="End with one JSON object.")
     args = parser.parse_args()
-    if args.max_tokens < 2 or args.repeats < 1:
-        parser.error("--max-tokens must be at least 2 and --repeats at least 1")
+    if args.max_tokens < 2 or args.repeats < 1 or args.gpu_layers < -1:
+        parser.error(
+            "--max-tokens must be at least 2, --repeats at least 1 and --gpu-layers at least -1"
+        )
     if not os.path.isfile(args.model):
         parser.error(f"no model file at {args.model}")
 
     import llama_cpp
 
+    if args.gpu_layers and not llama_cpp.llama_supports_gpu_offload():
+        parser.error("--gpu-layers needs llama.cpp built with a GPU backend; this one is CPU-only")
     # The machine may be shared: the load around the run says how far to trust the figures.
     load_before = os.getloadavg()[0]
-    single = _single(args.model, args.max_tokens, args.repeats)
-    concurrent = _concurrent(args.model, args.max_tokens, args.repeats)
+    single = _single(args.model, args.max_tokens, args.repeats, args.gpu_layers)
+    concurrent = _concurrent(args.model, args.max_tokens, args.repeats, args.gpu_layers)
     load_after = os.getloadavg()[0]
     ratios = {
         "load_time_raw_over_engine": single["raw"]["load_s"] / single["engine"]["load_s"],
@@ -289,6 +314,7 @@ def main() -> None:
         "model": os.path.basename(args.model),
         "max_tokens": args.max_tokens,
         "repeats": args.repeats,
+        "gpu_layers": args.gpu_layers,
         "single": single,
         "concurrent_tok_s": concurrent,
         "ratios": ratios,
