@@ -230,17 +230,32 @@ def test_reconcile_does_not_count_a_run_of_an_earlier_chains_job(
                     client.delete_flow_run(run.id)  # no worker here to run it
 
 
+@pytest.mark.parametrize("concurrency_limit", [None, 1])
 def test_a_local_run_sees_itself_as_the_server_holds_it(
-    bootstrapped: None, monkeypatch: pytest.MonkeyPatch
+    bootstrapped: None, concurrency_limit: int | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The job thread's client answers two of the engine's calls without the server (the
-    update a created run does not need, the read after Running): what the run sees of itself
-    from then on must be what the server holds."""
+    """The job thread's client answers some of the engine's calls without the server (the
+    update a created run does not need, setting Running a run created Running, the read after
+    that): what the run sees of itself from then on must be what the server holds. A
+    deployment that limits its concurrency has its runs created Pending, so that the server's
+    move to Running takes a slot of the limit."""
     from prefect import flow
     from prefect.context import FlowRunContext
 
     from tasks._api_client import BusyRetryTransport
 
+    deployment = "inference-job/gpu"
+    if concurrency_limit is not None:
+        deployment = "inference-job/limited"
+        with get_client(sync_client=True) as client:
+            gpu = client.read_deployment_by_name("inference-job/gpu")
+            client.create_deployment(
+                flow_id=gpu.flow_id,
+                name="limited",
+                concurrency_limit=concurrency_limit,
+                work_pool_name=gpu.work_pool_name,
+                entrypoint=gpu.entrypoint,
+            )
     seen: dict[str, FlowRun] = {}
 
     @flow(name="inference-job", persist_result=False)
@@ -259,7 +274,7 @@ def test_a_local_run_sees_itself_as_the_server_holds_it(
         return handle_request(transport, request)
 
     monkeypatch.setattr(BusyRetryTransport, "handle_request", recording)
-    runner = LocalRunner("inference-job/gpu", max_concurrent=1, heartbeat_s=30)
+    runner = LocalRunner(deployment, max_concurrent=1, heartbeat_s=30)
     runner.start()
     runner._flow = looks_at_itself
     for job_id in (7, 8):  # the second on the same job thread, with the same client
@@ -268,9 +283,10 @@ def test_a_local_run_sees_itself_as_the_server_holds_it(
 
         assert state.is_completed(), state
         run_id = seen["engine"].id
+        set_running = [] if concurrency_limit is None else [f"POST /flow_runs/{run_id}/set_state"]
         assert [call for call in sent if "/flow_runs/" in call] == [
-            "POST /flow_runs/",
-            f"POST /flow_runs/{run_id}/set_state",  # Running
+            "POST /flow_runs/",  # created Running, or else Pending
+            *set_running,
             f"GET /flow_runs/{run_id}",  # the flow's own read above
             f"POST /flow_runs/{run_id}/set_state",  # Completed
         ]
