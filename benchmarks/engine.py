@@ -80,7 +80,7 @@ def _messages(prompt: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": prompt}]
 
 
-def _raw(path: str, gpu_layers: int) -> Any:
+def _raw(path: str, gpu_layers: int = 0) -> Any:
     from fabstir.models.llama import load_llama
 
     return load_llama(
