@@ -518,6 +518,14 @@ def negation_words(prompt: str) -> frozenset[str]:
     return frozenset(words)
 
 
+def _unreadable_script(text: str) -> bool:
+    """Whether ``text`` has a letter outside the Latin script (accented Latin letters are in)."""
+    return any(
+        ord(char) > 127 and char.isalpha() and not unicodedata.name(char, "").startswith("LATIN")
+        for char in text
+    )
+
+
 def near_miss_reason(
     prompt: str,
     cached_prompt: str,
@@ -532,6 +540,10 @@ def near_miss_reason(
     are one word (typos, plurals, "-ing" forms, "jumpstart" / "jump start") or WordNet synonyms.
     Refused:
 
+    - a prompt with letters outside the Latin script: the rules below read Latin words only, and
+      would see nothing differ between "Какая столица Франции?" and "...Германии?" (France,
+      Germany), which MiniLM, trained on English, also finds close (0.85); an exact repeat of
+      such a prompt still hits, at the cache's exact level;
     - a prompt longer than :data:`GUARDED_PROMPT_WORDS` words;
     - other numbers (a repeated number, or "one" against "a", is the same); other units when
       both name some; a number both have with another unit after it ("10 km" / "10 miles"); the
@@ -560,6 +572,8 @@ def near_miss_reason(
     """
     if not -1 <= similarity <= 1:
         raise ValueError(f"similarity must be in [-1, 1], got {similarity}")
+    if _unreadable_script(prompt) or _unreadable_script(cached_prompt):
+        return "script not guarded"
     if max(len(_tokens(prompt)), len(_tokens(cached_prompt))) > GUARDED_PROMPT_WORDS:
         return "too long to compare"
     prompt, cached_prompt = _abbreviate(prompt, cached_prompt), _abbreviate(cached_prompt, prompt)

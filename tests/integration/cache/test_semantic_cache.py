@@ -106,6 +106,19 @@ def test_an_added_word_is_weighed_with_the_embedder(
     assert hit is None or hit.answer_text == "stored answer"
 
 
+def test_a_prompt_in_another_script_hits_only_when_repeated(
+    cache: SemanticCache, embedder: Embedder
+) -> None:
+    """MiniLM finds the capital of France and of Germany, asked in Russian, close; the guard
+    cannot read Cyrillic, so only the prompt asked again is answered from the cache."""
+    stored, asked = "Какая столица Франции?", "Какая столица Германии?"
+    assert _similarity(embedder, stored, asked) >= THRESHOLD
+    cache.store(MODEL, stored, PARAMS, "Париж.", 3, renter="0xrenter")
+    assert cache.lookup(MODEL, asked, PARAMS) is None
+    hit = cache.lookup(MODEL, "какая столица Франции", PARAMS)
+    assert hit is not None and (hit.kind, hit.answer_text) == ("exact", "Париж.")
+
+
 def test_another_model_misses(cache: SemanticCache) -> None:
     assert cache.lookup("other-model", "What is the capital of France?", PARAMS) is None
     assert cache.lookup("other-model", "what's the capital city of France", PARAMS) is None

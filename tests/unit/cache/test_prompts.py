@@ -103,6 +103,27 @@ def test_near_miss_reason(prompt: str, cached: str, reason: str | None) -> None:
 @pytest.mark.parametrize(
     ("prompt", "cached", "reason"),
     [
+        # Other cities, countries and places, which no rule reads in these scripts.
+        ("Какая столица Франции?", "Какая столица Германии?", "script not guarded"),
+        ("北京的人口是多少?", "上海的人口是多少?", "script not guarded"),
+        ("東京の天気は?", "大阪の天気は?", "script not guarded"),
+        ("ما هي عاصمة فرنسا؟", "ما هي عاصمة ألمانيا؟", "script not guarded"),
+        ("What does Привет mean?", "What does Пока mean?", "script not guarded"),
+        # Accented Latin letters are read.
+        ("¿Cuál es la capital de España?", "¿cuál es la capital de España", None),
+        ("Wie spät ist es in Berlin?", "Wie spät ist es in München?", "entity differs"),
+    ],
+)
+def test_prompts_in_scripts_the_rules_cannot_read_are_refused(
+    prompt: str, cached: str, reason: str | None
+) -> None:
+    assert near_miss_reason(prompt, cached) == reason
+    assert near_miss_reason(cached, prompt) == reason
+
+
+@pytest.mark.parametrize(
+    ("prompt", "cached", "reason"),
+    [
         ("Solve for x: 3x + 7 = 22", "Solve for x: 3x - 7 = 22", "operators differ"),
         (
             "Sum of the first 100 even integers",
