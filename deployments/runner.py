@@ -135,14 +135,10 @@ class _JobThreadClient(SyncPrefectClient):
         self, flow_run_id: UUID | str, state: State[Any], force: bool = False
     ) -> OrchestrationResult[Any]:
         known = self._known
-        if (
-            known is not None
-            and str(known.id) == str(flow_run_id)
-            and known.state is not None
-            and known.state.is_running()
-            and state.is_running()
-            and not force
-        ):
+        if known is None or str(known.id) != str(flow_run_id) or known.state is None:
+            self._known = None
+            return super().set_flow_run_state(flow_run_id, state, force=force)
+        if known.state.is_running() and state.is_running() and not force:
             # The run was created Running and has not changed since: the engine is answered
             # with the Running state the server recorded then.
             return OrchestrationResult(
@@ -154,10 +150,7 @@ class _JobThreadClient(SyncPrefectClient):
         self._known = None
         accepted = result.state
         if (
-            known is not None
-            and str(known.id) == str(flow_run_id)
-            and known.state is not None
-            and known.state.is_pending()
+            known.state.is_pending()
             and result.status == SetStateStatus.ACCEPT
             and accepted is not None
             and accepted.is_running()
