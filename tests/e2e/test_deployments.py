@@ -298,3 +298,35 @@ def test_a_local_run_sees_itself_as_the_server_holds_it(
         assert server["flow_version"] == looks_at_itself.version
         assert server["deployment_id"] is not None and server["name"] == f"job-{job_id}"
     runner.stop()
+
+
+def test_the_gpu_slot_holds_up_only_the_infer_step(
+    node: Node, bootstrapped: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While another job generates on GPU 0 (this test, holding the GPU's only slot), a job
+    pinned to that GPU still claims, fetches its model and looks in the cache; only its infer
+    step waits, and the job settles once the slot is free. The slot is not left taken."""
+    from prefect.concurrency.sync import concurrency
+
+    from blocks import current_settings
+    from flows.inference_job import inference_job
+
+    monkeypatch.setenv("FABSTIR_ORCHESTRATION__GPU", "0")
+    orchestration = current_settings().orchestration
+    assert orchestration.infer_slots_per_gpu == 1
+    limit = orchestration.gpu_limit_name(0)
+    job_id = node.post("the cat sat on the mat")
+    receipts: list[object] = []
+    with concurrency(limit, occupy=1, strict=True):
+        run = threading.Thread(target=lambda: receipts.append(inference_job(job_id)))
+        run.start()
+        deadline = time.monotonic() + 60
+        while node.renter.get_job(job_id).state != JobState.CLAIMED:
+            assert time.monotonic() < deadline, "the job was not claimed while the GPU was busy"
+            time.sleep(0.1)
+        time.sleep(2)  # long enough to generate, store, prove and settle this tiny answer
+        assert node.renter.get_job(job_id).state == JobState.CLAIMED and not receipts
+    run.join(timeout=120)
+    assert receipts and node.renter.get_job(job_id).state == JobState.SETTLED
+    with get_client(sync_client=True) as client:
+        assert client.read_global_concurrency_limit_by_name(limit).active_slots == 0
