@@ -25,8 +25,11 @@ fi
 if ! compgen -G "$WHEELHOUSE/llama_cpp_python-$LLAMA_CPP_VERSION-*.whl" >/dev/null; then
   echo "bootstrap: building llama-cpp-python $LLAMA_CPP_VERSION once for this machine (minutes)" >&2
   mkdir -p "$WHEELHOUSE"
-  CMAKE_ARGS="-DLLAVA_BUILD=OFF $LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-    .venv/bin/pip wheel --no-deps -w "$WHEELHOUSE" "llama-cpp-python==$LLAMA_CPP_VERSION"
+  if ! CMAKE_ARGS="-DLLAVA_BUILD=OFF $LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
+    .venv/bin/pip wheel --no-deps -w "$WHEELHOUSE" "llama-cpp-python==$LLAMA_CPP_VERSION"; then
+    echo "bootstrap: llama-cpp-python did not build${LLAMA_CMAKE_ARGS:+ with FABSTIR_LLAMA_CMAKE_ARGS=\"$LLAMA_CMAKE_ARGS\"} (CMake's output above); the venv is unchanged" >&2
+    exit 1
+  fi
 fi
 
 stamp=.venv/.fabstir-installed
