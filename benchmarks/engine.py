@@ -16,7 +16,8 @@ time for
 - engine: our engine, the N requests decoded together as sequences of one batched context.
 The model defaults to the demo model (SmolLM2-135M-Instruct, Q4_0: see fabstir.models.demo_model).
 ``--gpu-layers`` offloads that many layers (-1: all) in both, as ``FABSTIR_ENGINE__N_GPU_LAYERS``
-does for the node; it needs a llama.cpp built with a GPU backend.
+does for the node; it needs a llama.cpp built with a GPU backend. There ``llama_decode`` returns
+before the GPU has finished, so the decode gap also holds the wait for the step's logits.
 """
 
 from __future__ import annotations
