@@ -13,7 +13,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from fabstir.errors import DependencyMissing
+from fabstir.errors import ConfigError, DependencyMissing
 from fabstir.settings import EngineSettings
 
 _open_models: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -95,9 +95,19 @@ def load_model(path: str, options: dict[str, Any]) -> Any:
 
     Raises:
         DependencyMissing: llama-cpp-python is not installed.
+        ConfigError: layers are to go to a GPU, and this llama.cpp has no GPU backend
+            (``code="engine_no_gpu"``); it would run them on the CPU, many times slower.
         ValueError: the file is missing or is not a model llama.cpp can load.
     """
     llama_cpp, internals = _llama_cpp()
+    if options.get("n_gpu_layers") and not llama_cpp.llama_supports_gpu_offload():
+        raise ConfigError(
+            "GPU layers were asked for (FABSTIR_ENGINE__N_GPU_LAYERS), but this llama.cpp was "
+            "built for the CPU only: rebuild it with FABSTIR_LLAMA_CMAKE_ARGS (e.g. "
+            '"-DGGML_CUDA=on") scripts/bootstrap.sh, or set FABSTIR_ENGINE__N_GPU_LAYERS=0',
+            code="engine_no_gpu",
+            n_gpu_layers=options["n_gpu_layers"],
+        )
     params = llama_cpp.llama_model_default_params()
     for field, value in options.items():
         setattr(params, field, value)

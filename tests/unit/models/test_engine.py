@@ -54,6 +54,24 @@ def test_a_missing_model_file_fails_loudly(pool: EnginePool, tmp_path: Path) -> 
         pool.engine_for(LocalModel(name="x", path=str(tmp_path / "none.gguf"), sha256="f" * 64))
 
 
+@pytest.mark.parametrize("gpu_layers", [-1, 8])
+def test_gpu_layers_on_a_cpu_only_llama_cpp_are_refused(
+    tiny_model: ModelSpec, gpu_layers: int
+) -> None:
+    import llama_cpp
+
+    if llama_cpp.llama_supports_gpu_offload():
+        pytest.skip("this llama.cpp has a GPU backend: offloading is valid here")
+    pool = EnginePool(EngineSettings(n_ctx=256, n_gpu_layers=gpu_layers))
+    with pytest.raises(ConfigError) as refused:
+        pool.engine_for(_local(tiny_model))
+    assert refused.value.code == "engine_no_gpu"
+    assert "FABSTIR_LLAMA_CMAKE_ARGS" in str(refused.value)
+    assert pool.loaded_bytes == 0
+    # The same model loads on the CPU.
+    assert EnginePool(EngineSettings(n_ctx=256)).engine_for(_local(tiny_model)) is not None
+
+
 def test_streamed_pieces_add_up_to_the_answer_and_its_token_count(
     pool: EnginePool, tiny_model: ModelSpec
 ) -> None:

@@ -18,10 +18,13 @@ class _Captured:
 
 @pytest.fixture
 def captured(monkeypatch: pytest.MonkeyPatch) -> None:
+    import llama_cpp
     from llama_cpp import _internals
 
     monkeypatch.setattr(_internals, "LlamaModel", _Captured)
     monkeypatch.setattr(_internals, "LlamaContext", _Captured)
+    # The translation for a GPU host, checked on any machine: nothing is loaded.
+    monkeypatch.setattr(llama_cpp, "llama_supports_gpu_offload", lambda: True)
 
 
 def test_a_model_placed_on_one_gpu_keeps_all_its_layers_there(captured: None) -> None:
