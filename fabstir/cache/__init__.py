@@ -1,7 +1,6 @@
 """Answer cache: MiniLM embeddings (llama.cpp) and a LanceDB table of answers."""
 
 from fabstir.cache.embedder import Embedder
-from fabstir.cache.minilm_gguf import convert_minilm_to_gguf
 from fabstir.cache.prompts import near_miss_reason, normalise_prompt
 from fabstir.cache.semantic import CacheHit, SemanticCache, answer_reusable
 
@@ -10,7 +9,6 @@ __all__ = [
     "Embedder",
     "SemanticCache",
     "answer_reusable",
-    "convert_minilm_to_gguf",
     "near_miss_reason",
     "normalise_prompt",
 ]

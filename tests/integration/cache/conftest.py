@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from fabstir.cache import Embedder, convert_minilm_to_gguf
+from fabstir.cache import Embedder
+from fabstir.cache.minilm_gguf import convert_minilm_to_gguf
 
 
 @pytest.fixture(scope="session")
