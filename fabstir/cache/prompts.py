@@ -6,13 +6,13 @@ close as true paraphrases, so a semantic hit must also pass :func:`near_miss_rea
 compares the prompts' words: it reads an abbreviation as the name it spells ("NYC"/"New York"),
 pairs off the content words that differ, lets WordNet synonyms stand for each other
 ("built"/"constructed") and ignores the words that only frame a request ("tips", "formula"),
-then refuses differences that often change the answer: numbers, units and periods (and which
-number has which unit), code, negation, operators, restrictions, opposites and sibling terms
-(WordNet), a named entity on one side only, reversed order around "from/to/for" or a swapped
-start and end ("to X" / "instead of X"), another question word, a swapped adjective or single
-naming word, and, unless the prompts are very close, a naming word that only one of them has
-and that its own prompt cannot lose without changing its embedding. Rewordings are left to the
-similarity threshold.
+then refuses differences that often change the answer: numbers, units and periods (and which number
+has which unit), code, negation, operators, restrictions, opposites and sibling terms (WordNet;
+data read in against data written out; an antonym asked for), a named entity on one side only,
+reversed order around "from/to/for" or a swapped start and end ("to X" / "instead of X"), another
+question word, a swapped adjective or single naming word, and, unless the prompts are very close, a
+naming word that only one of them has and that its own prompt cannot lose without changing its
+embedding. Rewordings are left to the similarity threshold.
 """
 
 from __future__ import annotations
@@ -450,6 +450,20 @@ _CONTRAST_PREFIXES = (
     "super",
 )
 _SUFFIXES = ("ing", "ed", "es", "s", "ly", "er")
+# Actions WordNet does not oppose that move data opposite ways ("read a CSV into a DataFrame" /
+# "write a DataFrame to a CSV"); "write" is also a request word ("write a function that reads..."),
+# so a prompt with words of both kinds takes neither side.
+_DATA_IN = frozenset(
+    {"read", "reads", "reading", "load", "loads", "loading", "import", "imports", "importing"}
+    | {"open", "opens", "opening", "parse", "parses", "parsing"}
+)
+_DATA_OUT = frozenset(
+    {"write", "writes", "writing", "save", "saves", "saving", "export", "exports", "exporting"}
+    | {"dump", "dumps", "dumping", "store", "stores", "storing"}
+)
+# Asking for a word's opposite, not for another word for it ("antonym for happy" / "words to use
+# instead of happy"): a paraphrase of either keeps the word.
+_OPPOSITE_REQUESTS = frozenset({"antonym", "antonyms", "opposite", "opposites"})
 
 
 def normalise_prompt(prompt: str) -> str:
@@ -553,7 +567,8 @@ def near_miss_reason(
       code below the first line; other negation; other operators (an unwritten multiplication
       aside);
     - an added restriction ("only", "even"); a remaining pair of WordNet opposites or siblings,
-      or of words that differ by a contrasting prefix;
+      or of words that differ by a contrasting prefix; data read in on one side and written out
+      on the other ("load" / "save"); a word's opposite asked for on one side only;
     - a named entity missing from the other prompt (not a common noun that completes a name
       both have: "Heathrow Airport" / "Heathrow");
     - two shared words in reverse order around the same direction word, or a word one prompt
@@ -617,6 +632,10 @@ def near_miss_reason(
                 return "opposite words"
             if lexicon.siblings(a, b):
                 return "sibling words"
+    if _data_direction(prompt) * _data_direction(cached_prompt) < 0:
+        return "opposite words"
+    if _asks_opposite(prompt) != _asks_opposite(cached_prompt):
+        return "opposite words"
     if _entity_differs(prompt, cached_prompt):
         return "entity differs"
     if _ends_swapped(prompt, cached_prompt) or (
@@ -817,6 +836,16 @@ def _adds_meaning(word: str, other: str) -> bool:
         return False
     others = {token.lower() for token in _tokens(other)}
     return not any(_same_word(word, o) or lexicon.synonyms(word, o) for o in others)
+
+
+def _data_direction(prompt: str) -> int:
+    """Return 1 when the prompt only reads data in, -1 when it only writes it out, else 0."""
+    words = {token.lower() for token in _tokens(prompt)}
+    return bool(words & _DATA_IN) - bool(words & _DATA_OUT)
+
+
+def _asks_opposite(prompt: str) -> bool:
+    return any(token.lower() in _OPPOSITE_REQUESTS for token in _tokens(prompt))
 
 
 def _is_comparison(prompt: str) -> bool:

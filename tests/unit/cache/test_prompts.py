@@ -180,6 +180,19 @@ def test_near_miss_rules(prompt: str, cached: str, reason: str | None) -> None:
             "What are the symptoms of overhydration?",
             "opposite words",
         ),
+        # data read in against data written out, which WordNet does not oppose ...
+        (
+            "How do I read a YAML file into a Python dict?",
+            "How do I write a Python dict to a YAML file?",
+            "opposite words",
+        ),
+        ("Read an Excel sheet into R", "write an R data frame to an Excel sheet", "opposite words"),
+        # ... "write" as a request beside a read is no side; both reads are the same
+        ("write a function that reads a CSV file in Go", "read a csv file in Go", None),
+        ("how to open a text file in python", "python read a text file", None),
+        # asking for the opposite of a word, not for another word for it
+        ("antonym of brave", "another word for brave", "opposite words"),
+        ("what's the opposite of brave", "antonyms for brave", None),
         # WordNet synonyms stand for each other
         ("How do I fix a flat tyre?", "How do I repair a flat tyre?", None),
         ("Is it cheap to fly on Tuesday?", "Is it inexpensive to fly on Tuesday?", None),
