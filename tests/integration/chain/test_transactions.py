@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 import requests
@@ -51,14 +53,16 @@ def test_the_max_fee_is_capped_at_the_ceiling(
 
 class _FlakyProxy(BaseHTTPRequestHandler):
     """Forwards JSON-RPC to anvil but answers 503 to the first ``failures`` requests: a fault
-    anvil itself cannot be made to produce."""
+    anvil itself cannot be made to produce. Notes the method of each request it forwards."""
 
     target = ""
     failures = 0
+    methods: ClassVar[list[str]] = []
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         cls = type(self)
+        cls.methods.append(json.loads(body)["method"])
         if cls.failures > 0:
             cls.failures -= 1
             self.send_response(503)
@@ -77,7 +81,9 @@ class _FlakyProxy(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def flaky(deployment: Deployment) -> Iterator[tuple[type[_FlakyProxy], Deployment]]:
-    handler = type("Proxy", (_FlakyProxy,), {"target": deployment.rpc_url, "failures": 0})
+    handler = type(
+        "Proxy", (_FlakyProxy,), {"target": deployment.rpc_url, "failures": 0, "methods": []}
+    )
     with serving(ThreadingHTTPServer(("127.0.0.1", 0), handler)) as url:
         yield handler, deployment.model_copy(update={"rpc_url": url})
 
@@ -93,6 +99,19 @@ def test_transient_rpc_failures_are_retried_with_backoff(
     job_id = post_job(client=client)
     handler.failures = 3
     assert client.get_job(job_id).job_id == job_id
+
+
+def test_the_chain_id_is_asked_once_not_before_every_call(
+    flaky: tuple[type[_FlakyProxy], Deployment], post_job: Callable[..., int]
+) -> None:
+    handler, via_proxy = flaky
+    client = ChainClient(via_proxy, ANVIL_KEYS[2])
+    job_id = post_job(client=client)
+    handler.methods.clear()
+    for _ in range(3):
+        assert client.get_job(job_id).job_id == job_id
+    assert handler.methods.count("eth_call") == 3
+    assert "eth_chainId" not in handler.methods
 
 
 def test_a_lasting_outage_is_a_transient_error(
