@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +54,14 @@ class Embedder:
             n_threads_batch=n_threads,
         )
         self._lock = threading.Lock()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
         self.dimension: int = int(self._llama.n_embd())
         log.debug("loaded embedding model", extra={"path": str(model_path), "dim": self.dimension})
+
+    def submit(self, texts: list[str]) -> Future[np.ndarray]:
+        """Start embedding ``texts`` on the embedder's own thread; the future holds ``embed``'s
+        result. llama.cpp releases the GIL, so the caller's thread runs on meanwhile."""
+        return self._worker.submit(self.embed, list(texts))
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Return one unit-length float32 row per text, shape ``(len(texts), dimension)``."""

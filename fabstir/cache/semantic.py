@@ -49,6 +49,10 @@ _WRITE_USES_EVERY = 256
 # use: per-entry times through a merge rewrote whole rows (0.3-0.6 s for 256 uses on a 100K-entry
 # table, against 11-14 ms for one update), and minutes are ample precision for eviction.
 _USE_BUCKET_S = 60
+# Lance file format of a new table. The default (2.2) reads the few rows a search returns more
+# slowly: a search taking 7 columns of 8 rows at 1M entries took 14.1 ms mean against 10.0 with
+# 2.1, interleaved on one machine. A table keeps the format it was created with.
+_FILE_FORMAT = "2.1"
 # Rows added without a last use (by hand, or before one was recorded) were last used when stored.
 _LAST_USED = "coalesce(last_used_at, created_at)"
 
@@ -147,7 +151,9 @@ class SemanticCache:
                 pa.field("vector", pa.list_(pa.float32(), dimension)),
             ]
         )
-        self._db = lancedb.connect(uri)
+        self._db = lancedb.connect(
+            uri, storage_options={"new_table_data_storage_version": _FILE_FORMAT}
+        )
         try:
             self._table: Any = self._db.open_table(TABLE_NAME)
         except ValueError:  # not created yet; exist_ok covers another process creating it now
@@ -180,8 +186,11 @@ class SemanticCache:
         made_after = self._clock() - self.ttl_s
         fits = _Fits(made_after, max_completion_tokens)
         keys = [exact_key(model_id, prompt, key) for key in params_keys]
+        # The prompt is embedded while the exact query runs, on the other core: a miss waits only
+        # for the longer of the two. An exact hit leaves its embedding to finish unused.
+        embedding = self.embedder.submit([prompt])
         found = self._lookup_exact(keys, fits) or self._lookup_semantic(
-            model_id, prompt, params_keys, fits
+            model_id, prompt, embedding.result()[0], params_keys, fits
         )
         hit = None
         if found is not None:
@@ -351,9 +360,13 @@ class SemanticCache:
         return query.select([*columns, "model_id", "params_key"]).limit(limit).to_list()
 
     def _lookup_semantic(
-        self, model_id: str, prompt: str, params_keys: tuple[str, ...], fits: _Fits
+        self,
+        model_id: str,
+        prompt: str,
+        vector: np.ndarray,
+        params_keys: tuple[str, ...],
+        fits: _Fits,
     ) -> tuple[CacheHit, str] | None:
-        vector = self.embedder.embed([prompt])[0]
         embed = _KnownVectors(self.embedder, {prompt: vector})
         nearest = self._nearest(vector, _NEAREST)
         rows = [

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -14,6 +15,10 @@ class BagOfWordsEmbedder:
 
     def __init__(self) -> None:
         self.calls = 0
+        self._worker = ThreadPoolExecutor(max_workers=1)
+
+    def submit(self, texts: list[str]) -> Future[np.ndarray]:
+        return self._worker.submit(self.embed, texts)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         self.calls += 1

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import struct
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,43 @@ def test_exact_hit_ignores_case_spacing_and_trailing_punctuation(cache: Semantic
         kind="exact",
         cached_prompt="What is the capital of France?",
     )
+
+
+def test_an_exact_hit_does_not_wait_for_the_prompts_embedding(
+    cache: SemanticCache, fake_embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _store(cache, "What is the capital of France?", "Paris.")
+    released = threading.Event()
+    real_embed = fake_embedder.embed
+
+    def held_embed(texts: list[str]) -> Any:
+        released.wait(timeout=60)
+        return real_embed(texts)
+
+    monkeypatch.setattr(fake_embedder, "embed", held_embed)
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        lookup = pool.submit(cache.lookup, MODEL, "what is the capital of France", PARAMS)
+        # The embedding is held: a lookup that waited for it would time out here.
+        hit = lookup.result(timeout=10)
+    finally:
+        released.set()
+        pool.shutdown()
+    assert hit is not None
+    assert hit.kind == "exact"
+
+
+def test_a_new_table_is_written_in_lance_file_format_2_1(
+    cache: SemanticCache, tmp_path: Path
+) -> None:
+    """2.1, not the library's default 2.2, whose reads of a search's rows are slower."""
+    _store(cache, "What is the capital of France?", "Paris.")
+    data_files = list((tmp_path / "cache" / "semantic_cache.lance" / "data").glob("*.lance"))
+    assert data_files
+    for path in data_files:
+        footer = path.read_bytes()[-8:]  # major and minor version (u16 each), then the magic
+        assert footer[4:] == b"LANC"
+        assert struct.unpack("<HH", footer[:4]) == (2, 1)
 
 
 def test_semantic_hit_above_threshold(cache: SemanticCache) -> None:
