@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fabstir.commands.run import SERVER_BATCHING
 from fabstir.service import ProcessService
-from fabstir.settings import load_settings
+from fabstir.settings import EMBEDDING_MODEL_FILE, load_settings
 
 
 def start_prefect_server(workdir: Path, port: int) -> ProcessService:
@@ -25,7 +25,7 @@ def start_prefect_server(workdir: Path, port: int) -> ProcessService:
     )
     os.environ.setdefault(
         "FABSTIR_CACHE__EMBEDDING_MODEL_PATH",
-        str(Path(".fabstir/models/minilm-l6-v2-f16.gguf").resolve()),
+        str(Path(".fabstir/models", EMBEDDING_MODEL_FILE).resolve()),
     )
     os.environ.setdefault("FABSTIR_PROVER__WORK_DIR", str(Path(".fabstir/proofs").resolve()))
     server = ProcessService(

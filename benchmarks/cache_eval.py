@@ -38,11 +38,11 @@ import numpy as np
 
 from fabstir.cache import Embedder, SemanticCache
 from fabstir.pipeline.answer import cache_params_key, cut_answer_key
-from fabstir.settings import CacheSettings
+from fabstir.settings import EMBEDDING_MODEL_FILE, CacheSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "cache_eval" / "dev.jsonl"
-DEFAULT_MODEL = REPO_ROOT / ".fabstir" / "models" / "minilm-l6-v2-f16.gguf"
+DEFAULT_MODEL = REPO_ROOT / ".fabstir" / "models" / EMBEDDING_MODEL_FILE
 MODEL_ID = "benchmark-model"
 PARAMS_KEY = cache_params_key()
 # A job's lookup also takes an answer cut at its own budget (64 tokens here), as the pipeline's.

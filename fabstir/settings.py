@@ -35,6 +35,8 @@ ANVIL_KEYS = (
     "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
 )
 DEMO_MODEL_ID = "smollm2-135m-instruct-q4_0"
+# The cache's MiniLM-L6-v2, as fabstir.cache.minilm_gguf writes it, under HOME/models.
+EMBEDDING_MODEL_FILE = "minilm-l6-v2-bf16.gguf"
 DEMO_MODEL_SHA256 = "aa4256f3b46eb4add75ece1c0eeac1c6e4f1ec0c93e6fbe64fe1770f4ad09ae8"
 
 
@@ -239,7 +241,7 @@ class CacheSettings(BaseModel):
         description="Cosine similarity a semantic hit must reach (tuned by benchmarks.cache_eval).",
     )
     embedding_model_path: Path | None = Field(
-        default=None, description="MiniLM-L6-v2 GGUF (default HOME/models/minilm-l6-v2-f16.gguf)."
+        default=None, description=f"MiniLM-L6-v2 GGUF (default HOME/models/{EMBEDDING_MODEL_FILE})."
     )
     ttl_s: float = Field(
         default=7 * 24 * 3600,
@@ -627,7 +629,7 @@ class Settings(BaseSettings):
         if self.cache.uri is None:
             self.cache.uri = str(home / "cache")
         if self.cache.embedding_model_path is None:
-            self.cache.embedding_model_path = home / "models" / "minilm-l6-v2-f16.gguf"
+            self.cache.embedding_model_path = home / "models" / EMBEDDING_MODEL_FILE
         if self.models.dir is None:
             self.models.dir = home / "models"
         if self.prover.work_dir is None:

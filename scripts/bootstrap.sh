@@ -12,7 +12,7 @@ LLAMA_CMAKE_ARGS="${FABSTIR_LLAMA_CMAKE_ARGS:-}"
 if [ -n "$LLAMA_CMAKE_ARGS" ]; then
   WHEELHOUSE="$WHEELHOUSE/cmake-$(printf %s "$LLAMA_CMAKE_ARGS" | sha256sum | cut -c1-12)"
 fi
-EMBEDDING_MODEL=.fabstir/models/minilm-l6-v2-f16.gguf
+EMBEDDING_MODEL=.fabstir/models/minilm-l6-v2-bf16.gguf
 
 if ! python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
   echo "bootstrap: Python 3.11 is required as python3 (found $(python3 --version))" >&2

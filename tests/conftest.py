@@ -13,14 +13,14 @@ import pytest
 from pydantic import SecretStr
 
 from fabstir.models import file_sha256
-from fabstir.settings import ModelSpec, StorageSettings
+from fabstir.settings import EMBEDDING_MODEL_FILE, ModelSpec, StorageSettings
 from tests.support.tiny_gguf import write_tiny_gguf
 
 if TYPE_CHECKING:
     from fabstir.proofs import BillingProver
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-EMBEDDING_MODEL = REPO_ROOT / ".fabstir" / "models" / "minilm-l6-v2-f16.gguf"
+EMBEDDING_MODEL = REPO_ROOT / ".fabstir" / "models" / EMBEDDING_MODEL_FILE
 TINY_MODEL_ID = "tiny-test-model"
 
 

