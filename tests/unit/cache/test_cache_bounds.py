@@ -162,15 +162,13 @@ def test_erasure_removes_every_entry_of_the_renter(tmp_path: Path, fake_embedder
     assert cache._table.count_rows() == 1
 
 
-def test_an_ann_index_is_built_past_the_threshold(tmp_path: Path, fake_embedder: Any) -> None:
+def _add_synthetic_rows(cache: SemanticCache, count: int) -> None:
     import numpy as np
 
-    cache = _cache(tmp_path, fake_embedder, Clock(), index_min_rows=256)
-    assert cache.ensure_index() is False
     rng = np.random.default_rng(0)
     rows = []
-    for n in range(300):
-        vector = rng.normal(size=fake_embedder.dimension).astype(np.float32)
+    for n in range(count):
+        vector = rng.normal(size=cache.embedder.dimension).astype(np.float32)
         rows.append(
             {
                 "key": f"k{n}",
@@ -185,6 +183,12 @@ def test_an_ann_index_is_built_past_the_threshold(tmp_path: Path, fake_embedder:
             }
         )
     cache._table.add(rows)
+
+
+def test_an_ann_index_is_built_past_the_threshold(tmp_path: Path, fake_embedder: Any) -> None:
+    cache = _cache(tmp_path, fake_embedder, Clock(), index_min_rows=256)
+    assert cache.ensure_index() is False
+    _add_synthetic_rows(cache, 300)
     _store(cache, "What is the capital of France?")
     assert cache.ensure_index() is True
     indexes = {tuple(i.columns): i.index_type for i in cache._table.list_indices()}
@@ -200,6 +204,36 @@ def test_an_ann_index_is_built_past_the_threshold(tmp_path: Path, fake_embedder:
     assert hit is not None and hit.cached_prompt == "What is the capital of France?"
     # The exact level goes through the key's index.
     assert cache.lookup(MODEL, "What is the capital of France?", PARAMS) is not None
+
+
+def test_indexes_are_prewarmed_when_built_and_when_the_cache_opens(
+    tmp_path: Path, fake_embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lancedb.table import LanceTable
+
+    prewarmed: list[str] = []
+    prewarm_index = LanceTable.prewarm_index
+
+    def recording_prewarm(table: LanceTable, name: str) -> None:
+        prewarmed.append(name)
+        prewarm_index(table, name)
+
+    monkeypatch.setattr(LanceTable, "prewarm_index", recording_prewarm)
+    cache = _cache(tmp_path, fake_embedder, Clock(), index_min_rows=256)
+    assert prewarmed == []  # nothing to load yet
+    _add_synthetic_rows(cache, 300)
+    _store(cache, "What is the capital of France?")
+    assert cache.ensure_index() is True
+    names = sorted(index.name for index in cache._table.list_indices())
+    assert sorted(prewarmed) == names and len(names) == 4
+    assert cache.ensure_index() is True  # already built: nothing reloaded
+    assert len(prewarmed) == 4
+
+    prewarmed.clear()
+    reopened = _cache(tmp_path, fake_embedder, Clock(), index_min_rows=256)
+    assert sorted(prewarmed) == names
+    hit = reopened.lookup(MODEL, "what is the capital city of France", PARAMS)
+    assert hit is not None and hit.cached_prompt == "What is the capital of France?"
 
 
 @pytest.mark.parametrize(
