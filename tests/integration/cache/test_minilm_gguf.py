@@ -194,7 +194,7 @@ def test_gguf_metadata(minilm_gguf: Path) -> None:
     tensors = {t.name: t for t in reader.tensors}
     assert len(tensors) == 101
     assert value("general.file_type") == int(gguf.LlamaFileType.MOSTLY_BF16)
-    assert tensors["token_embd.weight"].tensor_type == gguf.GGMLQuantizationType.BF16
+    assert tensors["token_embd.weight"].tensor_type == gguf.GGMLQuantizationType.F16
     assert tensors["blk.5.ffn_down.weight"].tensor_type == gguf.GGMLQuantizationType.BF16
     assert tensors["token_types.weight"].tensor_type == gguf.GGMLQuantizationType.F32
     assert tensors["position_embd.weight"].tensor_type == gguf.GGMLQuantizationType.F32
