@@ -9,7 +9,8 @@ names and keys that llama.cpp's ``bert`` architecture loads. Run it once per mac
 Matrices are BF16 by default: on a CPU with AVX512_BF16 llama.cpp multiplies them ~27 % faster
 than F16 (0.28 against 0.38 ms per token on one core), and a lookup's embedding is most of its
 latency. Similarities move by at most 0.002 from the F32 model's (F16: 0.0003), which leaves the
-cache's hits on the dev workload unchanged.
+cache's hits on the dev workload unchanged. A CPU without AVX512_BF16 widens BF16 to F32 as it
+multiplies; how fast that is has not been measured here.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ _LOOKUP_TENSORS = {"TOKEN_EMBD"}
 _KEY_NORMALIZER_LOWERCASE = "tokenizer.ggml.normalizer.lowercase"
 _SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16}
 
-MatrixType = Literal["bf16", "f16", "f32"]
+Precision = Literal["bf16", "f16", "f32"]
 
 
 def minilm_source_dir() -> Path:
@@ -79,7 +80,7 @@ def convert_minilm_to_gguf(
     out_path: Path,
     *,
     source_dir: Path | None = None,
-    outtype: MatrixType = "bf16",
+    outtype: Precision = "bf16",
 ) -> Path:
     """Write MiniLM-L6-v2 as a BERT GGUF at ``out_path`` (atomically) and return the path.
 
@@ -209,7 +210,7 @@ def _add_vocab(writer: Any, source_dir: Path, config: dict[str, Any]) -> None:
     writer.add_bool(_KEY_NORMALIZER_LOWERCASE, lowercase)
 
 
-def _add_tensor(writer: Any, name: str, data: np.ndarray, dtype: MatrixType) -> None:
+def _add_tensor(writer: Any, name: str, data: np.ndarray, dtype: Precision) -> None:
     import gguf
     from gguf.quants import quantize
 
@@ -221,8 +222,8 @@ def _add_tensor(writer: Any, name: str, data: np.ndarray, dtype: MatrixType) -> 
 
 
 def _gguf_tensors(
-    safetensors_path: Path, config: dict[str, Any], outtype: MatrixType
-) -> Iterator[tuple[str, np.ndarray, MatrixType]]:
+    safetensors_path: Path, config: dict[str, Any], outtype: Precision
+) -> Iterator[tuple[str, np.ndarray, Precision]]:
     """Yield (gguf name, array, precision to store it in) for every tensor llama.cpp's bert
     graph uses."""
     import gguf
@@ -241,7 +242,7 @@ def _gguf_tensors(
             if stored.dtype not in _SAFETENSORS_DTYPES:
                 raise ValueError(f"tensor {source} has unsupported dtype {stored.dtype}")
             data = stored.mmap_bytes().view(_SAFETENSORS_DTYPES[stored.dtype]).reshape(stored.shape)
-            dtype: MatrixType = outtype
+            dtype: Precision = outtype
             if data.ndim != 2 or suffix != "weight" or member in _F32_TENSORS:
                 dtype = "f32"
             elif member in _LOOKUP_TENSORS and outtype == "bf16":
