@@ -35,9 +35,9 @@ ANVIL_KEYS = (
     "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
 )
 DEMO_MODEL_ID = "smollm2-135m-instruct-q4_0"
+DEMO_MODEL_SHA256 = "aa4256f3b46eb4add75ece1c0eeac1c6e4f1ec0c93e6fbe64fe1770f4ad09ae8"
 # The cache's MiniLM-L6-v2, as fabstir.cache.minilm_gguf writes it, under HOME/models.
 EMBEDDING_MODEL_FILE = "minilm-l6-v2-bf16.gguf"
-DEMO_MODEL_SHA256 = "aa4256f3b46eb4add75ece1c0eeac1c6e4f1ec0c93e6fbe64fe1770f4ad09ae8"
 
 
 def demo_model_path() -> Path:
