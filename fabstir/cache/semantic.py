@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Literal
 
 import numpy as np
@@ -35,8 +36,13 @@ _CANDIDATES = 4
 # enough to hit and too few are in scope does the lookup search again, scoped.
 _NEAREST = 8
 # Each store adds a fragment; scans slow down as fragments pile up (300 of them: 40 ms a lookup
-# instead of 9), so the writer compacts the table every this many stores.
+# instead of 9), so the table is compacted about every this many commits. Every commit, from any
+# process, gets the next version number: the store that lands on a multiple compacts. A count
+# per process would never be reached where each job runs in its own process and stores once.
 _COMPACT_EVERY = 64
+# How stale a long-lived handle's view may get: without a bound, a process (the API server)
+# would never see the entries other processes store, nor their erasures and evictions.
+_READ_CONSISTENCY = timedelta(seconds=1)
 # IVF_PQ search: partitions probed, and candidates re-scored with exact distances so that the
 # threshold is applied to true cosine similarities, not PQ approximations.
 _NPROBES = 20
@@ -134,7 +140,6 @@ class SemanticCache:
         self.embedder = embedder
         self.similarity_threshold = similarity_threshold
         wordnet()  # the near-miss guard's lexicon loads in ~2 s: now, not in the first lookup
-        self._stores_since_compaction = 0
         self._pending_uses: dict[str, float] = {}
         dimension = embedder.dimension
         schema = pa.schema(
@@ -152,7 +157,9 @@ class SemanticCache:
             ]
         )
         self._db = lancedb.connect(
-            uri, storage_options={"new_table_data_storage_version": _FILE_FORMAT}
+            uri,
+            read_consistency_interval=_READ_CONSISTENCY,
+            storage_options={"new_table_data_storage_version": _FILE_FORMAT},
         )
         try:
             self._table: Any = self._db.open_table(TABLE_NAME)
@@ -234,9 +241,8 @@ class SemanticCache:
         }
         # LanceDB raises OSError for the directory's or the object store's I/O failures.
         try:
-            self._table.merge_insert("key").when_not_matched_insert_all().execute([row])
-            self._stores_since_compaction += 1
-            if self._stores_since_compaction >= _COMPACT_EVERY:
+            merged = self._table.merge_insert("key").when_not_matched_insert_all().execute([row])
+            if merged.version % _COMPACT_EVERY == 0:
                 self.compact()
         except OSError as exc:
             raise TransientError(
@@ -249,7 +255,6 @@ class SemanticCache:
         self.evict()
         self._table.optimize()
         self.ensure_index()
-        self._stores_since_compaction = 0
 
     def expire(self) -> int:
         """Delete entries stored longer ago than the TTL; return how many were deleted.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -136,16 +138,55 @@ def test_a_table_from_before_lru_is_upgraded_in_place(tmp_path: Path, fake_embed
     assert cache.lookup(MODEL, "How do I boil an egg?", PARAMS) is not None
 
 
-def test_compaction_applies_ttl_and_bound(
-    tmp_path: Path, fake_embedder: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("fabstir.cache.semantic._COMPACT_EVERY", 4)
+def test_compaction_applies_ttl_and_bound(tmp_path: Path, fake_embedder: Any) -> None:
     clock = Clock()
     cache = _cache(tmp_path, fake_embedder, clock, max_entries=2, ttl_s=100)
-    for n in range(4):
+    _store(cache, "What is the capital of France?")
+    clock.now += 101
+    for n in range(3):
         clock.now += 1
         _store(cache, f"question number {n}")
-    assert cache._table.count_rows() == 2
+    cache.compact()
+    assert sorted(row["prompt"] for row in cache._table.search().to_list()) == [
+        "question number 1",
+        "question number 2",
+    ]
+
+
+def test_writers_in_separate_processes_share_the_compaction(
+    tmp_path: Path, fake_embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two handles on one directory stand for two processes: each counts nothing of the other's.
+    monkeypatch.setattr("fabstir.cache.semantic._COMPACT_EVERY", 4)
+    clock = Clock()
+    first = _cache(tmp_path, fake_embedder, clock, ttl_s=100)
+    second = _cache(tmp_path, fake_embedder, clock, ttl_s=100)
+    _store(first, "What is the capital of France?")
+    clock.now += 101  # expired: only a compaction deletes it
+    for n in range(2):  # fewer stores per writer than _COMPACT_EVERY
+        _store(first, f"first writer's question {n}")
+        _store(second, f"second writer's question {n}")
+    prompts = [
+        row["prompt"] for row in _cache(tmp_path, fake_embedder, clock)._table.search().to_list()
+    ]
+    assert len(prompts) == 4 and "What is the capital of France?" not in prompts
+
+
+def test_a_long_lived_handle_sees_other_writers_stores_and_erasures(
+    tmp_path: Path, fake_embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("fabstir.cache.semantic._READ_CONSISTENCY", timedelta(seconds=0.1))
+    server = _cache(tmp_path, fake_embedder, Clock())  # e.g. the API server, open for days
+    worker = _cache(tmp_path, fake_embedder, Clock())  # e.g. one job's flow process
+    assert server.lookup(MODEL, "What is the capital of France?", PARAMS) is None
+    _store(worker, "What is the capital of France?")
+    time.sleep(0.15)
+    hit = server.lookup(MODEL, "what is the capital city of France", PARAMS)
+    assert hit is not None and hit.cached_prompt == "What is the capital of France?"
+    assert worker.erase_renter(RENTER) == 1
+    time.sleep(0.15)
+    assert server.lookup(MODEL, "What is the capital of France?", PARAMS) is None
+    assert server.lookup(MODEL, "what is the capital city of France", PARAMS) is None
 
 
 def test_erasure_removes_every_entry_of_the_renter(tmp_path: Path, fake_embedder: Any) -> None:
