@@ -242,12 +242,22 @@ class SemanticCache:
         # LanceDB raises OSError for the directory's or the object store's I/O failures.
         try:
             merged = self._table.merge_insert("key").when_not_matched_insert_all().execute([row])
-            if merged.version % _COMPACT_EVERY == 0:
-                self.compact()
         except OSError as exc:
             raise TransientError(
                 f"cache write failed: {exc}", code="cache_write_failed", model_id=model_id
             ) from exc
+        if merged.version % _COMPACT_EVERY == 0:
+            self._compact_after_store()
+
+    def _compact_after_store(self) -> None:
+        """Compact, logging a failure instead of raising it: the answer is stored, and the job
+        that stored it must not fail over upkeep. Two processes compacting at once make LanceDB
+        raise a retryable commit conflict (a RuntimeError) in one of them; a later multiple of
+        _COMPACT_EVERY tries again."""
+        try:
+            self.compact()
+        except (OSError, RuntimeError) as exc:
+            log.warning("cache compaction failed", extra={"error": str(exc)})
 
     def compact(self) -> None:
         """Drop expired and evicted entries, merge small fragments, and index a large table."""

@@ -246,6 +246,21 @@ def test_a_failed_write_is_a_transient_error_and_stores_nothing(
     assert cache.lookup(MODEL, "What is the capital of France?", PARAMS) is None
 
 
+def test_a_failed_compaction_after_a_store_keeps_the_answer_and_does_not_raise(
+    cache: SemanticCache, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A fake: two processes' compactions colliding is a race that cannot be timed on demand.
+    def preempted(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("lance error: Retryable commit conflict for version 64")
+
+    monkeypatch.setattr("fabstir.cache.semantic._COMPACT_EVERY", 1)  # every store compacts
+    monkeypatch.setattr(cache._table, "optimize", preempted)
+    _store(cache, "What is the capital of France?", "Paris.")
+    assert "cache compaction failed" in caplog.text
+    hit = cache.lookup(MODEL, "What is the capital of France?", PARAMS)
+    assert hit is not None and hit.answer_text == "Paris."
+
+
 def test_a_lookup_takes_an_answer_from_any_of_its_params_scopes(cache: SemanticCache) -> None:
     plain, cut = cache_params_key(), cut_answer_key(cache_params_key(), 8)
     assert cut != plain
