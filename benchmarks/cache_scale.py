@@ -36,7 +36,22 @@ from fabstir.cache.semantic import exact_key
 _BATCH = 50_000
 
 
-def _fill(cache: SemanticCache, size: int, seeds: list[dict[str, str]]) -> None:
+def load_probes(data: Path, queries: int) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """The workload's first prompt of each paraphrase group (stored) and up to ``queries`` of
+    the groups' other prompts (looked up)."""
+    seeds: dict[str, dict[str, str]] = {}
+    probes = []
+    for row in load_workload(data):
+        if row["kind"] in ("paraphrase", "exact"):
+            if row["group"] in seeds:
+                probes.append(row)
+            else:
+                seeds[row["group"]] = row
+    return list(seeds.values()), probes[:queries]
+
+
+def fill_synthetic(cache: SemanticCache, size: int, seeds: list[dict[str, str]]) -> None:
+    """Fill the table with ``size`` entries: synthetic ones and the seeds' real embeddings."""
     rng = np.random.default_rng(0)
     dimension = cache.embedder.dimension
     now = time.time()
@@ -87,7 +102,7 @@ def _fill(cache: SemanticCache, size: int, seeds: list[dict[str, str]]) -> None:
     )
 
 
-def _probe(cache: SemanticCache, probes: list[dict[str, str]]) -> dict[str, Any]:
+def probe_lookups(cache: SemanticCache, probes: list[dict[str, str]]) -> dict[str, Any]:
     latencies_ms, right = [], 0
     for row in probes:
         started = time.perf_counter()
@@ -108,14 +123,14 @@ def run_size(
     with tempfile.TemporaryDirectory() as directory:
         cache = SemanticCache(directory, embedder, 0.9, index_min_rows=min(size, 10_000))
         started = time.perf_counter()
-        _fill(cache, size, seeds)
+        fill_synthetic(cache, size, seeds)
         cache._table.optimize()
         fill_s = time.perf_counter() - started
-        flat = _probe(cache, probes[: max(20, len(probes) // 4)])
+        flat = probe_lookups(cache, probes[: max(20, len(probes) // 4)])
         started = time.perf_counter()
         cache.ensure_index()
         index_s = time.perf_counter() - started
-        indexed = _probe(cache, probes)
+        indexed = probe_lookups(cache, probes)
     return {"size": size, "fill_s": fill_s, "index_s": index_s, "flat": flat, "ivf_pq": indexed}
 
 
@@ -131,18 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--sizes must each be at least 1000")
     if args.queries < 1:
         parser.error(f"--queries must be at least 1, got {args.queries}")
-    rows = load_workload(args.data)
-    seeds: dict[str, dict[str, str]] = {}
-    probes = []
-    for row in rows:
-        if row["kind"] in ("paraphrase", "exact"):
-            if row["group"] in seeds:
-                probes.append(row)
-            else:
-                seeds[row["group"]] = row
-    probes = probes[: args.queries]
+    seeds, probes = load_probes(args.data, args.queries)
     embedder = Embedder(args.model)
-    results = [run_size(embedder, size, list(seeds.values()), probes) for size in args.sizes]
+    results = [run_size(embedder, size, seeds, probes) for size in args.sizes]
     print("lookup latency (embedding + search + guard), ms; baseline flat scan, candidate IVF_PQ")
     for r in results:
         flat, ivf = r["flat"], r["ivf_pq"]

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -25,6 +25,7 @@ from fabstir.cache.prompts import near_miss_reason, normalise_prompt
 from fabstir.errors import ConfigError, TransientError
 
 log = logging.getLogger(__name__)
+_Result = TypeVar("_Result")
 
 TABLE_NAME = "semantic_cache"
 # Neighbours checked per semantic lookup: when the nearest fails the near-miss guard, the next
@@ -35,11 +36,40 @@ _CANDIDATES = 4
 # instead of 1.3 for the same 165K comparisons at 1M entries. Only when all of these are close
 # enough to hit and too few are in scope does the lookup search again, scoped.
 _NEAREST = 8
-# Each store adds a fragment; scans slow down as fragments pile up (300 of them: 40 ms a lookup
-# instead of 9), so the table is compacted about every this many commits. Every commit, from any
-# process, gets the next version number: the store that lands on a multiple compacts. A count
-# per process would never be reached where each job runs in its own process and stores once.
-_COMPACT_EVERY = 64
+# LanceDB's vector search is fast only on a table whose rows are all indexed and none deleted:
+# at 1M entries 5 unindexed rows put the search's p50 at 14.9 ms against 9.9 (even when told to
+# skip them), and a single deleted row the lookup's at 21.5 ms against 16.1. So a store indexes
+# its row at once (~0.2 s at 1M entries), and only maintenance deletes rows (expiry, eviction,
+# the last uses' updates) and then rewrites the fragments holding them (0.85 s for a 100K-row
+# fragment at 1M entries, every index remapped).
+#
+# Each store also adds a fragment, and lookups slow as they pile up (at 1M entries the p99 was
+# 34.1 ms with 257 of them against 23.0 with 65): the store that finds this many small fragments
+# merges them. The table's own count, not one per process, which would never be reached where
+# each job runs in its own process and stores once. Small means under _SMALL_FRAGMENT_ROWS rows:
+# larger fragments left by compactions (or by rewriting fragments with deleted rows) may stand
+# where nothing can merge them, and counting them would compact at every store.
+_SMALL_FRAGMENTS = 16
+_SMALL_FRAGMENT_ROWS = 4096
+# Compaction merges only fragments under this many rows. LanceDB's own optimize() merges every
+# fragment under 1M rows, so at 1M entries it rewrote the whole table (7 s) to add 13 rows.
+_FRAGMENT_ROWS = 65_536
+# Indexing new rows adds a segment to each index, and a search reads every segment of the vector
+# index (at 1M entries 8 segments put the p50 at 21.1 ms against 15.6 merged). Indexing merges
+# up to this many, i.e. all of them; LanceDB's Python API cannot, so indexing and compaction go
+# through lance itself (pylance, the library LanceDB is built on).
+_MERGE_SEGMENTS = 64
+_VECTOR_INDEX = "vector_idx"
+# Rows per IVF partition when the vector index is trained (lance's default, set here so that
+# maintenance can tell when the partitions have outgrown it). Rows added later join the
+# partitions trained before them, and a search reads _NPROBES partitions, so it slows as they
+# grow: maintenance retrains the index once they average this many times the target. Retraining
+# at each doubling costs about twice the last training in all (45 s at 1M entries here).
+_ROWS_PER_PARTITION = 8192
+_RETRAIN_GROWTH = 2
+# Versions a maintenance pass keeps: a reader holding an older one (another process's handle
+# re-reads within _READ_CONSISTENCY) must still find its files. LanceDB's optimize() kept 7 days.
+_KEEP_VERSIONS = timedelta(days=7)
 # How stale a long-lived handle's view may get: without a bound, a process (the API server)
 # would never see the entries other processes store, nor their erasures and evictions.
 _READ_CONSISTENCY = timedelta(seconds=1)
@@ -49,7 +79,8 @@ _NPROBES = 20
 _RESCORED = 40
 # Hits are noted in memory and written to the table in batches (an update per hit took 5 ms on a
 # 10K-entry table). Eviction writes the pending uses first; a crash loses at most this many uses'
-# recency, never an entry.
+# recency, never an entry. An update deletes its rows and adds them again: in a long-lived
+# process (the API server) each batch slows lookups until maintenance rewrites their fragments.
 _WRITE_USES_EVERY = 256
 # Uses are written one update per bucket of this many seconds, each entry at its bucket's latest
 # use: per-entry times through a merge rewrote whole rows (0.3-0.6 s for 256 uses on a 100K-entry
@@ -72,6 +103,17 @@ def answer_reusable(temperature: float, allow_reuse: bool) -> bool:
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     return temperature == 0 or allow_reuse
+
+
+@dataclass(frozen=True)
+class CacheMaintenance:
+    """What a compaction did, and the table it left."""
+
+    expired: int
+    evicted: int
+    entries: int
+    fragments: int
+    index_retrained: bool
 
 
 @dataclass(frozen=True)
@@ -141,6 +183,8 @@ class SemanticCache:
         self.similarity_threshold = similarity_threshold
         wordnet()  # the near-miss guard's lexicon loads in ~2 s: now, not in the first lookup
         self._pending_uses: dict[str, float] = {}
+        self._vector_indexed = False
+        self._vector_index_checked = float("-inf")
         dimension = embedder.dimension
         schema = pa.schema(
             [
@@ -241,30 +285,103 @@ class SemanticCache:
         }
         # LanceDB raises OSError for the directory's or the object store's I/O failures.
         try:
-            merged = self._table.merge_insert("key").when_not_matched_insert_all().execute([row])
+            self._table.merge_insert("key").when_not_matched_insert_all().execute([row])
         except OSError as exc:
             raise TransientError(
                 f"cache write failed: {exc}", code="cache_write_failed", model_id=model_id
             ) from exc
-        if merged.version % _COMPACT_EVERY == 0:
-            self._compact_after_store()
+        self._upkeep_after_store()
 
-    def _compact_after_store(self) -> None:
-        """Compact, logging a failure instead of raising it: the answer is stored, and the job
-        that stored it must not fail over upkeep. Two processes compacting at once make LanceDB
-        raise a retryable commit conflict (a RuntimeError) in one of them; a later multiple of
-        _COMPACT_EVERY tries again."""
+    def _upkeep_after_store(self) -> None:
+        """Merge the small fragments once there are _SMALL_FRAGMENTS of them, else index the
+        stored row; log a failure instead of raising it: the answer is stored, and the job that
+        stored it must not fail over upkeep (the next store's indexes every row left out)."""
         try:
-            self.compact()
-        except (OSError, RuntimeError) as exc:
-            log.warning("cache compaction failed", extra={"error": str(exc)})
+            self._translate_errors(self._compact_or_index)
+        except (TransientError, RuntimeError) as exc:
+            log.warning("cache upkeep after a store failed", extra={"error": str(exc)})
 
-    def compact(self) -> None:
-        """Drop expired and evicted entries, merge small fragments, and index a large table."""
-        self.expire()
-        self.evict()
-        self._table.optimize()
+    def _compact_or_index(self) -> None:
+        fragments = self._latest_dataset().get_fragments()
+        small = sum(f.metadata.physical_rows < _SMALL_FRAGMENT_ROWS for f in fragments)
+        if small >= _SMALL_FRAGMENTS:
+            self.compact()
+        elif self._has_vector_index():
+            self._index_new_rows()
+
+    def compact(self) -> CacheMaintenance:
+        """Merge the small fragments, index the rows not indexed yet into one segment per
+        index, and index a table that has reached ``index_min_rows``.
+
+        Raises:
+            TransientError: the table could not be read or written (``cache_write_failed``),
+                or another process committed a conflicting change to it meanwhile, such as its
+                own compaction (``cache_commit_conflict``); nothing is lost either way.
+        """
+        return self._translate_errors(lambda: self._compact(maintenance=False))
+
+    def maintain(self) -> CacheMaintenance:
+        """Delete expired and evicted entries, rewrite the fragments that held them, compact,
+        retrain the vector index once the rows added since its training have outgrown its
+        partitions, and delete the files of versions older than a week.
+
+        It takes seconds, a retraining tens of seconds, on a large table: this runs off the
+        jobs' path (the cache-maintenance flow). Raises as :meth:`compact`.
+        """
+        return self._translate_errors(lambda: self._compact(maintenance=True))
+
+    def _translate_errors(self, upkeep: Callable[[], _Result]) -> _Result:
+        try:
+            return upkeep()
+        except (OSError, RuntimeError) as exc:
+            # LanceDB and lance raise their errors as these; the message is all that tells a
+            # conflict (another writer's commit got in first) from an I/O fault.
+            if "commit conflict" in str(exc):
+                raise TransientError(
+                    "another process changed the cache table meanwhile",
+                    code="cache_commit_conflict",
+                ) from exc
+            if isinstance(exc, OSError):
+                raise TransientError(
+                    f"cache maintenance failed: {exc}", code="cache_write_failed"
+                ) from exc
+            raise
+
+    def _compact(self, *, maintenance: bool) -> CacheMaintenance:
+        expired = self.expire() if maintenance else 0
+        evicted = self.evict() if maintenance else 0
+        dataset = self._latest_dataset()
+        dataset.optimize.compact_files(
+            target_rows_per_fragment=_FRAGMENT_ROWS,
+            materialize_deletions=maintenance,
+            materialize_deletions_threshold=0.0,
+        )
+        if dataset.describe_indices():
+            dataset.optimize.optimize_indices(num_indices_to_merge=_MERGE_SEGMENTS)
+        self._table.checkout_latest()
+        retrain = maintenance and self._partitions_outgrown(dataset)
+        if retrain:
+            self._retrain_vector_index()
         self.ensure_index()
+        if maintenance:
+            dataset.cleanup_old_versions(older_than=_KEEP_VERSIONS)
+        return CacheMaintenance(
+            expired=expired,
+            evicted=evicted,
+            entries=self._table.count_rows(),
+            fragments=len(self._latest_dataset().get_fragments()),
+            index_retrained=retrain,
+        )
+
+    def _index_new_rows(self) -> None:
+        self._latest_dataset().optimize.optimize_indices(num_indices_to_merge=_MERGE_SEGMENTS)
+        self._table.checkout_latest()  # this handle's next lookup searches the indexed rows
+
+    def _latest_dataset(self) -> Any:
+        """The table as a lance dataset at its latest version (this handle may lag by up to
+        _READ_CONSISTENCY, and a commit based on an older version conflicts)."""
+        dataset = self._table.to_lance()
+        return dataset.checkout_version(dataset.latest_version)
 
     def expire(self) -> int:
         """Delete entries stored longer ago than the TTL; return how many were deleted.
@@ -306,11 +423,11 @@ class SemanticCache:
             return True
         if self._table.count_rows() < self.index_min_rows:
             return False
-        from lancedb.index import Bitmap, BTree, IvfPq
+        from lancedb.index import Bitmap, BTree
 
         started = time.perf_counter()
         if ("vector",) not in indexed:
-            self._table.create_index("vector", config=IvfPq(distance_type="cosine"))
+            self._create_vector_index(replace=False)
         if ("key",) not in indexed:
             self._table.create_index("key", config=BTree())
         # A lookup crowded out of its scope searches again with the scope as a pre-filter:
@@ -324,6 +441,42 @@ class SemanticCache:
         )
         self._prewarm_indexes()
         return True
+
+    def _create_vector_index(self, *, replace: bool) -> None:
+        from lancedb.index import IvfPq
+
+        config = IvfPq(distance_type="cosine", target_partition_size=_ROWS_PER_PARTITION)
+        self._table.create_index("vector", config=config, replace=replace, name=_VECTOR_INDEX)
+
+    def _partitions_outgrown(self, dataset: Any) -> bool:
+        if not any(index.name == _VECTOR_INDEX for index in dataset.describe_indices()):
+            return False
+        partitions = sum(
+            segment["num_partitions"]
+            for segment in dataset.stats.index_stats(_VECTOR_INDEX)["indices"]
+        )
+        return dataset.count_rows() > _RETRAIN_GROWTH * _ROWS_PER_PARTITION * partitions
+
+    def _retrain_vector_index(self) -> None:
+        started = time.perf_counter()
+        self._create_vector_index(replace=True)
+        log.info(
+            "retrained the cache's vector index",
+            extra={"rows": self._table.count_rows(), "s": round(time.perf_counter() - started, 1)},
+        )
+
+    def _has_vector_index(self) -> bool:
+        """Whether the table has its vector index, checked again at most every
+        _READ_CONSISTENCY until it has (an index is never dropped)."""
+        now = time.monotonic()
+        if not self._vector_indexed and now - self._vector_index_checked >= (
+            _READ_CONSISTENCY.total_seconds()
+        ):
+            self._vector_index_checked = now
+            self._vector_indexed = any(
+                index.columns == ["vector"] for index in self._table.list_indices()
+            )
+        return self._vector_indexed
 
     def _prewarm_indexes(self) -> None:
         """Load the indexes into memory now rather than piecemeal in the lookups that follow:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -10,7 +12,8 @@ from typing import Any
 import pytest
 
 from fabstir.cache import SemanticCache, answer_reusable
-from fabstir.errors import ConfigError
+from fabstir.cache.semantic import exact_key
+from fabstir.errors import ConfigError, TransientError
 from fabstir.pipeline.answer import cache_params_key, cut_answer_key
 
 PARAMS = cache_params_key()
@@ -138,7 +141,9 @@ def test_a_table_from_before_lru_is_upgraded_in_place(tmp_path: Path, fake_embed
     assert cache.lookup(MODEL, "How do I boil an egg?", PARAMS) is not None
 
 
-def test_compaction_applies_ttl_and_bound(tmp_path: Path, fake_embedder: Any) -> None:
+def test_maintenance_applies_ttl_and_bound_and_stores_compaction_does_not(
+    tmp_path: Path, fake_embedder: Any
+) -> None:
     clock = Clock()
     cache = _cache(tmp_path, fake_embedder, clock, max_entries=2, ttl_s=100)
     _store(cache, "What is the capital of France?")
@@ -146,7 +151,9 @@ def test_compaction_applies_ttl_and_bound(tmp_path: Path, fake_embedder: Any) ->
     for n in range(3):
         clock.now += 1
         _store(cache, f"question number {n}")
-    cache.compact()
+    assert cache.compact().entries == 4  # a deletion would slow every lookup until rewritten
+    done = cache.maintain()
+    assert (done.expired, done.evicted, done.entries) == (1, 1, 2)
     assert sorted(row["prompt"] for row in cache._table.search().to_list()) == [
         "question number 1",
         "question number 2",
@@ -157,19 +164,16 @@ def test_writers_in_separate_processes_share_the_compaction(
     tmp_path: Path, fake_embedder: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Two handles on one directory stand for two processes: each counts nothing of the other's.
-    monkeypatch.setattr("fabstir.cache.semantic._COMPACT_EVERY", 4)
+    monkeypatch.setattr("fabstir.cache.semantic._SMALL_FRAGMENTS", 4)
     clock = Clock()
-    first = _cache(tmp_path, fake_embedder, clock, ttl_s=100)
-    second = _cache(tmp_path, fake_embedder, clock, ttl_s=100)
-    _store(first, "What is the capital of France?")
-    clock.now += 101  # expired: only a compaction deletes it
-    for n in range(2):  # fewer stores per writer than _COMPACT_EVERY
+    first = _cache(tmp_path, fake_embedder, clock)
+    second = _cache(tmp_path, fake_embedder, clock)
+    for n in range(3):  # fewer stores per writer than _SMALL_FRAGMENTS
         _store(first, f"first writer's question {n}")
         _store(second, f"second writer's question {n}")
-    prompts = [
-        row["prompt"] for row in _cache(tmp_path, fake_embedder, clock)._table.search().to_list()
-    ]
-    assert len(prompts) == 4 and "What is the capital of France?" not in prompts
+    reader = _cache(tmp_path, fake_embedder, clock)
+    assert reader._table.count_rows() == 6
+    assert len(reader._latest_dataset().get_fragments()) < 6  # one per store until compacted
 
 
 def test_a_long_lived_handle_sees_other_writers_stores_and_erasures(
@@ -203,12 +207,12 @@ def test_erasure_removes_every_entry_of_the_renter(tmp_path: Path, fake_embedder
     assert cache._table.count_rows() == 1
 
 
-def _add_synthetic_rows(cache: SemanticCache, count: int) -> None:
+def _add_synthetic_rows(cache: SemanticCache, count: int, first: int = 0) -> None:
     import numpy as np
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(first)
     rows = []
-    for n in range(count):
+    for n in range(first, first + count):
         vector = rng.normal(size=cache.embedder.dimension).astype(np.float32)
         rows.append(
             {
@@ -275,6 +279,186 @@ def test_indexes_are_prewarmed_when_built_and_when_the_cache_opens(
     assert sorted(prewarmed) == names
     hit = reopened.lookup(MODEL, "what is the capital city of France", PARAMS)
     assert hit is not None and hit.cached_prompt == "What is the capital of France?"
+
+
+def _vector_index_partitions(cache: SemanticCache) -> list[int]:
+    """Each segment's partition count: one entry per segment."""
+    stats = cache._latest_dataset().stats.index_stats("vector_idx")
+    return [segment["num_partitions"] for segment in stats["indices"]]
+
+
+def test_compaction_indexes_new_rows_into_one_segment_and_leaves_large_fragments(
+    tmp_path: Path, fake_embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("fabstir.cache.semantic._FRAGMENT_ROWS", 200)
+    clock = Clock()
+    cache = _cache(tmp_path, fake_embedder, clock, index_min_rows=256)
+    _add_synthetic_rows(cache, 300)
+    cache.compact()  # builds the indexes
+    (large,) = [f.fragment_id for f in cache._latest_dataset().get_fragments()]
+    for round_ in range(3):
+        clock.now += 1
+        for n in range(3):
+            _store(cache, f"question {n} of round {round_}")
+        done = cache.compact()
+        assert done.entries == 300 + 3 * (round_ + 1) and done.fragments <= 3
+        for index in cache._latest_dataset().describe_indices():
+            assert len(index.segments) == 1, index.name
+        stats = cache._table.index_stats("vector_idx")
+        assert (stats.num_indices, stats.num_unindexed_rows) == (1, 0)
+    fragments = {f.fragment_id: f.count_rows() for f in cache._latest_dataset().get_fragments()}
+    assert fragments[large] == 300  # never rewritten for the few rows added after it
+    assert sum(fragments.values()) == 309
+    hit = cache.lookup(MODEL, "question 1 of round 2", PARAMS)
+    assert hit is not None and hit.kind == "exact"
+    hit = cache.lookup(MODEL, "what is question 2 of round 0", PARAMS)
+    assert hit is not None and hit.kind == "semantic"
+    assert hit.cached_prompt == "question 2 of round 0"
+
+
+def test_a_store_into_an_indexed_table_indexes_its_row_at_once(
+    tmp_path: Path, fake_embedder: Any
+) -> None:
+    cache = _cache(tmp_path, fake_embedder, Clock(), index_min_rows=256)
+    _add_synthetic_rows(cache, 300)
+    cache.compact()  # builds the indexes
+    _store(cache, "What is the capital of France?")
+    stats = cache._table.index_stats("vector_idx")
+    assert (stats.num_indices, stats.num_indexed_rows, stats.num_unindexed_rows) == (1, 301, 0)
+    hit = cache.lookup(MODEL, "what is the capital city of France", PARAMS)
+    assert hit is not None and (hit.kind, hit.cached_prompt) == (
+        "semantic",
+        "What is the capital of France?",
+    )
+
+
+def test_the_next_store_indexes_a_row_left_out_by_another_store(
+    tmp_path: Path, fake_embedder: Any
+) -> None:
+    # As when another process's store lost the race to index its row.
+    cache = _cache(tmp_path, fake_embedder, Clock(), index_min_rows=256)
+    _add_synthetic_rows(cache, 300)
+    cache.compact()
+    cache._table.add(
+        [
+            {
+                "key": exact_key(MODEL, "What is the capital of France?", PARAMS),
+                "model_id": MODEL,
+                "params_key": PARAMS,
+                "prompt": "What is the capital of France?",
+                "answer_text": "Paris.",
+                "completion_tokens": 2,
+                "renter": RENTER,
+                "created_at": 1_000_000.0,
+                "vector": fake_embedder.embed(["What is the capital of France?"])[0],
+            }
+        ]
+    )
+    hit = cache.lookup(MODEL, "what is the capital city of France", PARAMS)
+    assert hit is not None and hit.answer_text == "Paris."  # found, if more slowly
+    assert cache._table.index_stats("vector_idx").num_unindexed_rows == 1
+    _store(cache, "How do I boil an egg?")
+    stats = cache._table.index_stats("vector_idx")
+    assert (stats.num_indexed_rows, stats.num_unindexed_rows) == (302, 0)
+
+
+def test_maintenance_rewrites_every_fragment_with_deleted_rows(
+    tmp_path: Path, fake_embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("fabstir.cache.semantic._FRAGMENT_ROWS", 200)
+    cache = _cache(tmp_path, fake_embedder, Clock(), index_min_rows=256)
+    _add_synthetic_rows(cache, 300)  # one fragment above _FRAGMENT_ROWS: otherwise left alone
+    _store(cache, "What is the capital of France?", renter="0x" + "cd" * 20)
+    cache.compact()
+    cache._table.delete("key = 'k7'")  # an entry inside the large fragment, e.g. expired
+    assert cache.erase_renter("0x" + "cd" * 20) == 1
+    assert any(f.metadata.deletion_file for f in cache._latest_dataset().get_fragments())
+    cache.compact()  # a store's compaction leaves them: rewriting remaps every index
+    assert any(f.metadata.deletion_file for f in cache._latest_dataset().get_fragments())
+    done = cache.maintain()
+    fragments = cache._latest_dataset().get_fragments()
+    assert not any(f.metadata.deletion_file for f in fragments)
+    assert done.entries == sum(f.count_rows() for f in fragments) == 299
+    stats = cache._table.index_stats("vector_idx")
+    assert (stats.num_indexed_rows, stats.num_unindexed_rows) == (299, 0)
+
+
+def test_maintenance_retrains_the_vector_index_once_the_table_outgrows_it(
+    tmp_path: Path, fake_embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("fabstir.cache.semantic._ROWS_PER_PARTITION", 64)
+    cache = _cache(tmp_path, fake_embedder, Clock(), index_min_rows=256)
+    _add_synthetic_rows(cache, 300)
+    assert cache.maintain().index_retrained is False  # the first build trains it
+    (trained,) = _vector_index_partitions(cache)
+    _add_synthetic_rows(cache, 2 * 64 * trained - 300, first=300)  # partitions: 2x the target
+    assert cache.maintain().index_retrained is False
+    _add_synthetic_rows(cache, 1, first=2 * 64 * trained)
+    done = cache.maintain()
+    assert done.index_retrained is True and done.entries == 2 * 64 * trained + 1
+    (retrained,) = _vector_index_partitions(cache)
+    assert retrained > trained
+    assert cache.maintain().index_retrained is False
+    _store(cache, "What is the capital of France?")
+    cache.compact()
+    hit = cache.lookup(MODEL, "what is the capital city of France", PARAMS)
+    assert hit is not None and hit.cached_prompt == "What is the capital of France?"
+
+
+def test_maintenance_deletes_the_files_of_old_versions(
+    tmp_path: Path, fake_embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = _cache(tmp_path, fake_embedder, Clock())
+    for n in range(4):
+        _store(cache, f"question number {n}")
+    cache.compact()
+    assert len(cache._table.list_versions()) > 4  # compaction keeps them
+    monkeypatch.setattr("fabstir.cache.semantic._KEEP_VERSIONS", timedelta(0))
+    cache.maintain()
+    assert len(cache._table.list_versions()) == 1
+    assert cache.lookup(MODEL, "question number 3", PARAMS) is not None
+
+
+def test_maintenance_racing_job_compactions_fails_transiently_and_loses_nothing(
+    tmp_path: Path, fake_embedder: Any
+) -> None:
+    # Jobs' stores index or compact the table, from any process, while maintenance runs: the
+    # writer's thread stores and compacts without pause to make that race frequent (on this
+    # table about every other pass loses it).
+    clock = Clock()
+    writer = _cache(tmp_path, fake_embedder, clock, index_min_rows=256)
+    _add_synthetic_rows(writer, 300)
+    writer.compact()
+    maintainer = _cache(tmp_path, fake_embedder, clock, index_min_rows=256)
+    stop = threading.Event()
+    stored: list[str] = []
+
+    def store_and_compact() -> None:
+        while not stop.is_set():
+            stored.append(f"question stored during maintenance {len(stored)}")
+            _store(writer, stored[-1])
+            with contextlib.suppress(TransientError):
+                writer.compact()
+
+    outcomes: list[str] = []
+    racer = threading.Thread(target=store_and_compact)
+    racer.start()
+    try:
+        while len(outcomes) < 50 and not {"done", "cache_commit_conflict"} <= set(outcomes):
+            try:
+                maintainer.maintain()
+                outcomes.append("done")
+            except TransientError as exc:
+                outcomes.append(exc.code)
+    finally:
+        stop.set()
+        racer.join()
+    assert {"done", "cache_commit_conflict"} <= set(outcomes), outcomes
+
+    done = maintainer.maintain()  # alone again, as the task's retry is
+    prompts = {row["prompt"] for row in maintainer._table.search().limit(None).to_list()}
+    assert set(stored) <= prompts
+    assert len(prompts) == done.entries == 300 + len(stored)
 
 
 @pytest.mark.parametrize(
