@@ -3,8 +3,9 @@
     python -m benchmarks.cache_growth [--size 100000] [--stores 512] [--every 128] [--json]
 
 The table is filled as ``benchmarks.cache_scale`` fills it and indexed in bulk (the baseline);
-then ``--stores`` single answers are stored through ``SemanticCache.store``, which compacts every
-16 commits as jobs' stores do, and the probes are looked up again every ``--every`` stores.
+then ``--stores`` single answers are stored through ``SemanticCache.store``, which indexes each
+row and merges the small fragments as jobs' stores do, and the probes are looked up again every
+``--every`` stores.
 Last, one pass of the cache-maintenance flow's work (``SemanticCache.maintain``), and the probes
 once more.
 """

@@ -9,8 +9,8 @@ from fabstir.cache import CacheMaintenance
 from tasks._policy import RETRIES, RETRY_DELAYS_S, retry_transient
 
 
-# Retried on a storage outage, and on another process's compaction committing first (a job's
-# store compacts every 16 commits; a retraining at 1M entries takes ~45 s).
+# Retried on a storage outage, and on a job's store committing first (each store indexes its
+# row into the same indexes; stores leave them alone only while the vector index retrains).
 @task(
     name="maintain-cache",
     retries=RETRIES,
@@ -20,7 +20,8 @@ from tasks._policy import RETRIES, RETRY_DELAYS_S, retry_transient
     timeout_seconds=1800,
 )
 def maintain_cache() -> CacheMaintenance | None:
-    """Compact the cache and retrain its vector index if outgrown; None when it is disabled."""
+    """Expire, evict and compact the cache, retraining its vector index if outgrown; None when
+    the cache is disabled."""
     cache = CacheBlock.from_settings(current_settings()).get_client()
     if cache is None:
         return None

@@ -67,6 +67,18 @@ _VECTOR_INDEX = "vector_idx"
 # at each doubling costs about twice the last training in all (45 s at 1M entries here).
 _ROWS_PER_PARTITION = 8192
 _RETRAIN_GROWTH = 2
+# Set in the table's config while maintenance retrains the vector index. Stores then leave
+# their rows unindexed and the fragments as they are: either commit changes what the retraining
+# replaces, and during a 45 s retraining (1M entries) some store's commit would land first every
+# time. A marker older than _RETRAIN_MARKER_S is a crashed pass's, and ignored.
+_RETRAINING = "fabstir.cache.retraining_since"
+_RETRAIN_MARKER_S = 600
+# How lance words a lost commit race in the messages of the errors LanceDB raises.
+_CONFLICT_PHRASES = (
+    "commit conflict",
+    "incompatible transaction",
+    "too many concurrent writers",
+)
 # Versions a maintenance pass keeps: a reader holding an older one (another process's handle
 # re-reads within _READ_CONSISTENCY) must still find its files. LanceDB's optimize() kept 7 days.
 _KEEP_VERSIONS = timedelta(days=7)
@@ -78,9 +90,10 @@ _READ_CONSISTENCY = timedelta(seconds=1)
 _NPROBES = 20
 _RESCORED = 40
 # Hits are noted in memory and written to the table in batches (an update per hit took 5 ms on a
-# 10K-entry table). Eviction writes the pending uses first; a crash loses at most this many uses'
-# recency, never an entry. An update deletes its rows and adds them again: in a long-lived
-# process (the API server) each batch slows lookups until maintenance rewrites their fragments.
+# 10K-entry table). Eviction writes its own process's pending uses first; a crash, or a process
+# that exits first (a job's), loses at most this many uses' recency, never an entry. An update
+# deletes its rows and adds them again: in a long-lived process (the API server) each batch
+# slows lookups until maintenance rewrites their fragments.
 _WRITE_USES_EVERY = 256
 # Uses are written one update per bucket of this many seconds, each entry at its bucket's latest
 # use: per-entry times through a merge rewrote whole rows (0.3-0.6 s for 256 uses on a 100K-entry
@@ -107,7 +120,7 @@ def answer_reusable(temperature: float, allow_reuse: bool) -> bool:
 
 @dataclass(frozen=True)
 class CacheMaintenance:
-    """What a compaction did, and the table it left."""
+    """What a compaction or maintenance pass did, and the table it left."""
 
     expired: int
     evicted: int
@@ -294,15 +307,22 @@ class SemanticCache:
 
     def _upkeep_after_store(self) -> None:
         """Merge the small fragments once there are _SMALL_FRAGMENTS of them, else index the
-        stored row; log a failure instead of raising it: the answer is stored, and the job that
-        stored it must not fail over upkeep (the next store's indexes every row left out)."""
+        stored row; log any failure instead of raising it: the answer is stored, and the job
+        that stored it must not fail over upkeep (the next store's indexes every row left out)."""
         try:
             self._translate_errors(self._compact_or_index)
-        except (TransientError, RuntimeError) as exc:
-            log.warning("cache upkeep after a store failed", extra={"error": str(exc)})
+        except Exception as exc:
+            log.warning(
+                "cache upkeep after a store failed",
+                extra={"error": str(exc)},
+                exc_info=not isinstance(exc, TransientError),  # a fault: keep its traceback
+            )
 
     def _compact_or_index(self) -> None:
-        fragments = self._latest_dataset().get_fragments()
+        dataset = self._latest_dataset()
+        if _retraining(dataset):
+            return
+        fragments = dataset.get_fragments()
         small = sum(f.metadata.physical_rows < _SMALL_FRAGMENT_ROWS for f in fragments)
         if small >= _SMALL_FRAGMENTS:
             self.compact()
@@ -331,12 +351,16 @@ class SemanticCache:
         return self._translate_errors(lambda: self._compact(maintenance=True))
 
     def _translate_errors(self, upkeep: Callable[[], _Result]) -> _Result:
+        from lance.commit import CommitConflictError
+
         try:
             return upkeep()
         except (OSError, RuntimeError) as exc:
-            # LanceDB and lance raise their errors as these; the message is all that tells a
-            # conflict (another writer's commit got in first) from an I/O fault.
-            if "commit conflict" in str(exc):
+            # lance raises CommitConflictError (an OSError); LanceDB raises the same conflicts
+            # as RuntimeError, which only its message tells from a fault.
+            if isinstance(exc, CommitConflictError) or any(
+                phrase in str(exc).lower() for phrase in _CONFLICT_PHRASES
+            ):
                 raise TransientError(
                     "another process changed the cache table meanwhile",
                     code="cache_commit_conflict",
@@ -361,7 +385,7 @@ class SemanticCache:
         self._table.checkout_latest()
         retrain = maintenance and self._partitions_outgrown(dataset)
         if retrain:
-            self._retrain_vector_index()
+            self._retrain_vector_index(dataset)
         self.ensure_index()
         if maintenance:
             dataset.cleanup_old_versions(older_than=_KEEP_VERSIONS)
@@ -435,6 +459,7 @@ class SemanticCache:
         for column in ("model_id", "params_key"):
             if (column,) not in indexed:
                 self._table.create_index(column, config=Bitmap())
+        self._vector_indexed = True
         log.info(
             "built cache indexes",
             extra={"rows": self._table.count_rows(), "s": round(time.perf_counter() - started, 1)},
@@ -451,15 +476,17 @@ class SemanticCache:
     def _partitions_outgrown(self, dataset: Any) -> bool:
         if not any(index.name == _VECTOR_INDEX for index in dataset.describe_indices()):
             return False
-        partitions = sum(
-            segment["num_partitions"]
-            for segment in dataset.stats.index_stats(_VECTOR_INDEX)["indices"]
-        )
+        # Segments share their partitions: the first one's count is the index's.
+        partitions = dataset.stats.index_stats(_VECTOR_INDEX)["indices"][0]["num_partitions"]
         return dataset.count_rows() > _RETRAIN_GROWTH * _ROWS_PER_PARTITION * partitions
 
-    def _retrain_vector_index(self) -> None:
+    def _retrain_vector_index(self, dataset: Any) -> None:
         started = time.perf_counter()
-        self._create_vector_index(replace=True)
+        dataset.update_config({_RETRAINING: repr(time.time())})
+        try:
+            self._create_vector_index(replace=True)
+        finally:
+            self._latest_dataset().delete_config_keys([_RETRAINING])
         log.info(
             "retrained the cache's vector index",
             extra={"rows": self._table.count_rows(), "s": round(time.perf_counter() - started, 1)},
@@ -596,6 +623,12 @@ class _KnownVectors:
         if missing:
             self._known.update(zip(missing, self._embedder.embed(missing), strict=True))
         return np.stack([self._known[text] for text in texts])
+
+
+def _retraining(dataset: Any) -> bool:
+    """Whether a maintenance pass is retraining the table's vector index now."""
+    since = dataset.config().get(_RETRAINING)
+    return since is not None and time.time() - float(since) < _RETRAIN_MARKER_S
 
 
 def _similarity(row: dict[str, Any]) -> float:
