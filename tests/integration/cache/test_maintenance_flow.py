@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from blocks import CacheBlock, current_settings
 from fabstir.cache import SemanticCache
+from tests.support.artifacts import latest_table_artifact
 
 pytestmark = pytest.mark.integration
 
@@ -31,23 +30,6 @@ def prefect_api() -> Iterator[None]:
 def cache_settings(minilm_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FABSTIR_CACHE__EMBEDDING_MODEL_PATH", str(minilm_gguf))
     monkeypatch.setenv("FABSTIR_CACHE__INDEX_MIN_ROWS", "256")
-
-
-def _artifact_rows() -> list[dict[str, Any]]:
-    import asyncio
-
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    async def read() -> list[dict[str, Any]]:
-        async with get_client() as client:
-            artifacts = await client.read_latest_artifacts(
-                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["cache-maintenance"]))
-            )
-        data = artifacts[0].data
-        return json.loads(data) if isinstance(data, str) else data
-
-    return asyncio.run(read())
 
 
 def _add_synthetic_rows(cache: SemanticCache, count: int, first: int) -> None:
@@ -94,7 +76,7 @@ def test_the_flow_compacts_retrains_an_outgrown_index_and_reports_each_pass(
     second = cache_maintenance()
     assert second is not None and second.index_retrained is True
     assert second.entries == 302 + 2 * 64 * trained and second.expired == second.evicted == 0
-    assert _artifact_rows() == [
+    assert latest_table_artifact("cache-maintenance") == [
         {
             "expired": 0,
             "evicted": 0,

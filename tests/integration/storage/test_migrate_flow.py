@@ -11,6 +11,7 @@ from fabstir.errors import IntegrityError
 from fabstir.settings import load_settings
 from fabstir.storage import JobEntry, JobIndex, open_store, put_content
 from tests.conftest import S3Server
+from tests.support.artifacts import latest_table_artifact
 
 pytestmark = pytest.mark.integration
 
@@ -21,24 +22,6 @@ def prefect_api() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=90):
         yield
-
-
-def _artifact_rows() -> list[dict]:
-    import asyncio
-    import json
-
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    async def read() -> list[dict]:
-        async with get_client() as client:
-            artifacts = await client.read_latest_artifacts(
-                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["migration-counts"]))
-            )
-        data = artifacts[0].data
-        return json.loads(data) if isinstance(data, str) else data
-
-    return asyncio.run(read())
 
 
 def test_migrate_flow_copies_verifies_and_reports(
@@ -75,7 +58,7 @@ def test_migrate_flow_copies_verifies_and_reports(
     assert JobIndex(copied).lookup(7) == JobEntry(7, "0x" + "ab" * 20, store.key_of(uri), digest)
     assert lancedb.connect(str(cache_target)).open_table("semantic_cache").count_rows() == 1
     assert open_store(target, models_target).get("tiny.gguf") == b"GGUF" + bytes(1000)
-    rows = _artifact_rows()
+    rows = latest_table_artifact("migration-counts")
     assert [row["part"] for row in rows] == ["storage", "cache", "models"]
     assert all(row["failed"] == 0 for row in rows)
 
