@@ -327,7 +327,8 @@ class SemanticCache:
         if small >= _SMALL_FRAGMENTS:
             self.compact()
         elif self._has_vector_index():
-            self._index_new_rows()
+            dataset.optimize.optimize_indices(num_indices_to_merge=_MERGE_SEGMENTS)
+            self._table.checkout_latest()  # this handle's next lookup searches the indexed rows
 
     def compact(self) -> CacheMaintenance:
         """Merge the small fragments, index the rows not indexed yet into one segment per
@@ -396,10 +397,6 @@ class SemanticCache:
             fragments=len(self._latest_dataset().get_fragments()),
             index_retrained=retrain,
         )
-
-    def _index_new_rows(self) -> None:
-        self._latest_dataset().optimize.optimize_indices(num_indices_to_merge=_MERGE_SEGMENTS)
-        self._table.checkout_latest()  # this handle's next lookup searches the indexed rows
 
     def _latest_dataset(self) -> Any:
         """The table as a lance dataset at its latest version (this handle may lag by up to
