@@ -8,10 +8,12 @@ the renter whose job produced it, so erasure can remove them all.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -39,9 +41,9 @@ _NEAREST = 8
 # LanceDB's vector search is fast only on a table whose rows are all indexed and none deleted:
 # at 1M entries 5 unindexed rows put the search's p50 at 14.9 ms against 9.9 (even when told to
 # skip them), and a single deleted row the lookup's at 21.5 ms against 16.1. So a store indexes
-# its row at once (~0.2 s at 1M entries), and only maintenance deletes rows (expiry, eviction,
-# the last uses' updates) and then rewrites the fragments holding them (0.85 s for a 100K-row
-# fragment at 1M entries, every index remapped).
+# its row at once (~0.2 s at 1M entries), and only maintenance deletes rows (expiry, eviction)
+# and then rewrites the fragments holding them (0.85 s for a 100K-row fragment at 1M entries,
+# every index remapped). Erasure deletes at once: the law does not wait for maintenance.
 #
 # Each store also adds a fragment, and lookups slow as they pile up (at 1M entries the p99 was
 # 34.1 ms with 257 of them against 23.0 with 65): the store that finds this many small fragments
@@ -89,22 +91,25 @@ _READ_CONSISTENCY = timedelta(seconds=1)
 # threshold is applied to true cosine similarities, not PQ approximations.
 _NPROBES = 20
 _RESCORED = 40
-# Hits are noted in memory and written to the table in batches (an update per hit took 5 ms on a
-# 10K-entry table). Eviction writes its own process's pending uses first; a crash, or a process
-# that exits first (a job's), loses at most this many uses' recency, never an entry. An update
-# deletes its rows and adds them again: in a long-lived process (the API server) each batch
-# slows lookups until maintenance rewrites their fragments.
+# Hits are noted in memory and appended to a table of their own in batches: a process writes
+# its pending uses once it has this many, once the oldest has waited _WRITE_USES_AFTER_S, and
+# when it exits (a job's process looks up once). Eviction reads the latest use of every entry
+# from that table. Recording a use on its entry's row would rewrite the row (LanceDB updates
+# delete and re-add), and each deleted row slows every lookup until maintenance rewrites its
+# fragment: a batch of uses in the API server put the p50 at ~21 ms against ~16 at 1M entries.
+# A crash loses at most the pending uses' recency, never an entry.
+USES_TABLE_NAME = "semantic_cache_uses"
 _WRITE_USES_EVERY = 256
-# Uses are written one update per bucket of this many seconds, each entry at its bucket's latest
-# use: per-entry times through a merge rewrote whole rows (0.3-0.6 s for 256 uses on a 100K-entry
-# table, against 11-14 ms for one update), and minutes are ample precision for eviction.
-_USE_BUCKET_S = 60
+_WRITE_USES_AFTER_S = 60.0
+# Keys per delete statement when eviction or erasure removes entries by key.
+_KEYS_PER_DELETE = 4096
 # Lance file format of a new table. The default (2.2) reads the few rows a search returns more
 # slowly: a search taking 7 columns of 8 rows at 1M entries took 14.1 ms mean against 10.0 with
 # 2.1, interleaved on one machine. A table keeps the format it was created with.
 _FILE_FORMAT = "2.1"
-# Rows added without a last use (by hand, or before one was recorded) were last used when stored.
-_LAST_USED = "coalesce(last_used_at, created_at)"
+# An entry's last use as its own row records it: its store, or the last use written on the row
+# before uses had a table of their own (a row added by hand may have none: its store counts).
+_STORED_USE = ("last_used_at", "created_at")
 
 
 def answer_reusable(temperature: float, allow_reuse: bool) -> bool:
@@ -196,6 +201,7 @@ class SemanticCache:
         self.similarity_threshold = similarity_threshold
         wordnet()  # the near-miss guard's lexicon loads in ~2 s: now, not in the first lookup
         self._pending_uses: dict[str, float] = {}
+        self._pending_since = 0.0
         self._vector_indexed = False
         self._vector_index_checked = float("-inf")
         dimension = embedder.dimension
@@ -218,10 +224,9 @@ class SemanticCache:
             read_consistency_interval=_READ_CONSISTENCY,
             storage_options={"new_table_data_storage_version": _FILE_FORMAT},
         )
-        try:
-            self._table: Any = self._db.open_table(TABLE_NAME)
-        except ValueError:  # not created yet; exist_ok covers another process creating it now
-            self._table = self._db.create_table(TABLE_NAME, schema=schema, exist_ok=True)
+        self._table: Any = self._open_table(TABLE_NAME, schema)
+        uses = pa.schema([pa.field("key", pa.string()), pa.field("used_at", pa.float64())])
+        self._uses: Any = self._open_table(USES_TABLE_NAME, uses)
         if "last_used_at" not in self._table.schema.names:
             # A table from before LRU eviction: each entry's last use so far was its store.
             self._table.add_columns({"last_used_at": "created_at"})
@@ -234,6 +239,13 @@ class SemanticCache:
                 model_dimension=dimension,
             )
         self._prewarm_indexes()
+        _OPEN_CACHES.add(self)
+
+    def _open_table(self, name: str, schema: Any) -> Any:
+        try:
+            return self._db.open_table(name)
+        except ValueError:  # not created yet; exist_ok covers another process creating it now
+            return self._db.create_table(name, schema=schema, exist_ok=True)
 
     def lookup(
         self,
@@ -375,6 +387,8 @@ class SemanticCache:
     def _compact(self, *, maintenance: bool) -> CacheMaintenance:
         expired = self.expire() if maintenance else 0
         evicted = self.evict() if maintenance else 0
+        if maintenance:
+            self._fold_uses()
         dataset = self._latest_dataset()
         dataset.optimize.compact_files(
             target_rows_per_fragment=_FRAGMENT_ROWS,
@@ -390,6 +404,7 @@ class SemanticCache:
         self.ensure_index()
         if maintenance:
             dataset.cleanup_old_versions(older_than=_KEEP_VERSIONS)
+            self._latest_uses_dataset().cleanup_old_versions(older_than=_KEEP_VERSIONS)
         return CacheMaintenance(
             expired=expired,
             evicted=evicted,
@@ -401,8 +416,10 @@ class SemanticCache:
     def _latest_dataset(self) -> Any:
         """The table as a lance dataset at its latest version (this handle may lag by up to
         _READ_CONSISTENCY, and a commit based on an older version conflicts)."""
-        dataset = self._table.to_lance()
-        return dataset.checkout_version(dataset.latest_version)
+        return _latest(self._table)
+
+    def _latest_uses_dataset(self) -> Any:
+        return _latest(self._uses)
 
     def expire(self) -> int:
         """Delete entries stored longer ago than the TTL; return how many were deleted.
@@ -416,27 +433,65 @@ class SemanticCache:
 
         An entry's last use is its latest hit, or its store if it never had one, so an old
         answer that keeps being asked for outlives a newer one that nobody asked for again.
+
+        Raises:
+            TransientError: this process's pending uses could not be written
+                (``cache_write_failed``); nothing was deleted.
         """
-        self._write_uses()
+        self.write_uses()
         excess = self._table.count_rows() - self.max_entries
         if excess <= 0:
             return 0
-        import numpy as np
         import pyarrow.compute as pc
 
-        used = self._table.search().select(["created_at", "last_used_at"]).limit(None).to_arrow()
-        last_used = pc.coalesce(used.column("last_used_at"), used.column("created_at"))
-        cutoff = float(np.partition(last_used.to_numpy(), excess - 1)[excess - 1])
+        entries = self._table.search().select(["key", *_STORED_USE]).limit(None).to_arrow()
+        stored_use = pc.coalesce(*(entries.column(name) for name in _STORED_USE))
+        last_used = _arrow_table(key=entries.column("key"), stored_use=stored_use).join(
+            _latest_uses(self._latest_uses_dataset()), "key", join_type="left outer"
+        )
+        last_use = pc.max_element_wise(
+            last_used.column("stored_use"), last_used.column("used_at"), skip_nulls=True
+        )
+        cutoff = float(np.partition(last_use.to_numpy(), excess - 1)[excess - 1])
         # Entries last used in the same instant as the cut-off go too: the bound is never exceeded.
-        return self._delete(f"{_LAST_USED} <= {cutoff!r}")
+        victims = last_used.column("key").filter(pc.less_equal(last_use, cutoff))
+        return self._delete_keys(victims.to_pylist())
 
     def erase_renter(self, renter: str) -> int:
-        """Delete every entry made from ``renter``'s jobs; return how many were deleted."""
-        return self._delete(f"renter = {sql_string(renter.lower())}")
+        """Delete every entry made from ``renter``'s jobs, and their recorded uses; return how
+        many entries were deleted."""
+        where = f"renter = {sql_string(renter.lower())}"
+        keys = self._table.search().where(where).select(["key"]).limit(None).to_arrow()
+        deleted = self._delete(where)
+        erased = keys.column("key").to_pylist()
+        for key in erased:
+            self._pending_uses.pop(key, None)
+        for chunk in _chunks(erased):
+            self._uses.delete(f"key IN ({', '.join(map(sql_string, chunk))})")
+        return deleted
+
+    def _fold_uses(self) -> None:
+        """Replace the uses recorded so far by each remaining entry's latest one: the uses table
+        would otherwise grow by every hit, and keep the keys of entries long deleted."""
+        import pyarrow.compute as pc
+
+        dataset = self._latest_uses_dataset()
+        fragments = dataset.get_fragments()
+        if not fragments:
+            return
+        # Fragment ids only grow: rows appended from now on, by any process, lie above this.
+        folded_below = (max(fragment.fragment_id for fragment in fragments) + 1) << 32
+        latest = _latest_uses(dataset)
+        entries = self._table.search().select(["key"]).limit(None).to_arrow().column("key")
+        kept = latest.filter(pc.is_in(latest.column("key"), value_set=entries))
+        if kept.num_rows:
+            self._uses.add(kept)
+        self._latest_uses_dataset().delete(f"_rowaddr < {folded_below}")
+        self._uses.checkout_latest()
 
     def ensure_index(self) -> bool:
         """Build the indexes once the table reaches ``index_min_rows``: ANN on the vectors, a
-        B-tree on the exact key (exact lookups and use updates would scan every row) and bitmaps
+        B-tree on the exact key (exact lookups and deletes by key would scan every row) and bitmaps
         on the scope columns; return if they exist."""
         indexed = {tuple(index.columns) for index in self._table.list_indices()}
         wanted = {("vector",), ("key",), ("model_id",), ("params_key",)}
@@ -510,21 +565,37 @@ class SemanticCache:
             self._table.prewarm_index(index.name)
 
     def _note_use(self, key: str) -> None:
-        self._pending_uses[key] = self._clock()
-        if len(self._pending_uses) >= _WRITE_USES_EVERY:
-            self._write_uses()
+        now = self._clock()
+        if not self._pending_uses:
+            self._pending_since = now
+        self._pending_uses[key] = now
+        if (
+            len(self._pending_uses) >= _WRITE_USES_EVERY
+            or now - self._pending_since >= _WRITE_USES_AFTER_S
+        ):
+            try:
+                self.write_uses()
+            except TransientError as exc:  # the hit stands; its use waits for the next write
+                log.warning("cache uses not written", extra={"error": str(exc)})
 
-    def _write_uses(self) -> None:
-        """Record the pending uses on their entries (erased or evicted ones are skipped)."""
+    def write_uses(self) -> None:
+        """Append the uses noted since the last write to the uses table.
+
+        Raises:
+            TransientError: the table could not be written (``cache_write_failed``); the uses
+                stay pending.
+        """
         uses, self._pending_uses = self._pending_uses, {}
-        buckets: dict[int, list[str]] = {}
-        for key, used_at in uses.items():
-            buckets.setdefault(int(used_at // _USE_BUCKET_S), []).append(key)
-        for keys in buckets.values():
-            self._table.update(
-                where=f"key IN ({', '.join(sql_string(key) for key in keys)})",
-                values={"last_used_at": max(uses[key] for key in keys)},
-            )
+        if not uses:
+            return
+        try:
+            self._uses.add(_arrow_table(key=list(uses), used_at=list(uses.values())))
+        except OSError as exc:
+            for key, used_at in uses.items():
+                self._pending_uses[key] = max(used_at, self._pending_uses.get(key, used_at))
+            raise TransientError(
+                f"cache uses not written: {exc}", code="cache_write_failed"
+            ) from exc
 
     def _delete(self, where: str) -> int:
         before = self._table.count_rows()
@@ -533,6 +604,11 @@ class SemanticCache:
         if deleted:
             log.info("cache entries deleted", extra={"entries": deleted})
         return deleted
+
+    def _delete_keys(self, keys: list[str]) -> int:
+        return sum(
+            self._delete(f"key IN ({', '.join(map(sql_string, chunk))})") for chunk in _chunks(keys)
+        )
 
     def _lookup_exact(self, keys: list[str], fits: _Fits) -> tuple[CacheHit, str] | None:
         rows = (
@@ -620,6 +696,44 @@ class _KnownVectors:
         if missing:
             self._known.update(zip(missing, self._embedder.embed(missing), strict=True))
         return np.stack([self._known[text] for text in texts])
+
+
+_OPEN_CACHES: weakref.WeakSet[SemanticCache] = weakref.WeakSet()
+
+
+@atexit.register
+def _write_pending_uses() -> None:
+    """Write every open cache's pending uses as the process exits: a job's process looks up
+    once and exits long before a batch fills."""
+    for cache in list(_OPEN_CACHES):
+        try:
+            cache.write_uses()
+        except Exception:
+            log.warning("cache uses not written at exit", exc_info=True)
+
+
+def _latest(table: Any) -> Any:
+    dataset = table.to_lance()
+    return dataset.checkout_version(dataset.latest_version)
+
+
+def _latest_uses(dataset: Any) -> Any:
+    """Each key's latest recorded use in the uses table ``dataset``, as a table (key, used_at)."""
+    uses = dataset.to_table(columns=["key", "used_at"])
+    latest = uses.group_by("key").aggregate([("used_at", "max")])
+    return latest.select(["key", "used_at_max"]).rename_columns(["key", "used_at"])
+
+
+def _chunks(keys: list[str]) -> list[list[str]]:
+    return [
+        keys[start : start + _KEYS_PER_DELETE] for start in range(0, len(keys), _KEYS_PER_DELETE)
+    ]
+
+
+def _arrow_table(**columns: Any) -> Any:
+    import pyarrow as pa
+
+    return pa.table(columns)
 
 
 def _retraining(dataset: Any) -> bool:

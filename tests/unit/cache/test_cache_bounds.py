@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
@@ -576,3 +578,134 @@ def test_a_hit_in_another_scope_of_the_lookup_keeps_that_entry(
     assert cache.evict() == 1
     assert cache.lookup(MODEL, "How do I boil an egg?", PARAMS) is None  # unused: evicted
     assert cache.lookup(MODEL, "What is the capital of France?", PARAMS, CUT) is not None
+
+
+def _uses(cache: SemanticCache) -> dict[str, list[float]]:
+    rows = cache._latest_uses_dataset().to_table().to_pylist()
+    uses: dict[str, list[float]] = {}
+    for row in rows:
+        uses.setdefault(row["key"], []).append(row["used_at"])
+    return uses
+
+
+def test_uses_are_appended_to_their_own_table_and_never_rewrite_an_entry(
+    tmp_path: Path, fake_embedder: Any
+) -> None:
+    # A rewritten row stays deleted in its fragment until maintenance, slowing every lookup.
+    clock = Clock()
+    cache = _cache(tmp_path, fake_embedder, clock)
+    _store(cache, "What is the capital of France?")
+    before = cache._latest_dataset().version
+    clock.now += 5
+    assert cache.lookup(MODEL, "what is the capital city of France", PARAMS) is not None
+    cache.write_uses()
+    assert cache._latest_dataset().version == before
+    key = exact_key(MODEL, "What is the capital of France?", PARAMS)
+    assert _uses(cache) == {key: [clock.now]}
+    cache.write_uses()  # nothing pending: nothing written
+    assert _uses(cache) == {key: [clock.now]}
+
+
+def test_pending_uses_are_written_once_the_oldest_has_waited_a_minute(
+    tmp_path: Path, fake_embedder: Any
+) -> None:
+    clock = Clock()
+    cache = _cache(tmp_path, fake_embedder, clock)
+    _store(cache, "What is the capital of France?")
+    _store(cache, "How do I boil an egg?")
+    assert cache.lookup(MODEL, "What is the capital of France?", PARAMS) is not None
+    clock.now += 59
+    assert cache.lookup(MODEL, "How do I boil an egg?", PARAMS) is not None
+    assert _uses(cache) == {}
+    clock.now += 1
+    assert cache.lookup(MODEL, "How do I boil an egg?", PARAMS) is not None
+    assert _uses(cache) == {
+        exact_key(MODEL, "What is the capital of France?", PARAMS): [clock.now - 60],
+        exact_key(MODEL, "How do I boil an egg?", PARAMS): [clock.now],
+    }
+
+
+def test_a_process_writes_its_pending_uses_as_it_exits(tmp_path: Path, fake_embedder: Any) -> None:
+    # A job's process looks up once and exits: its hit must still count for eviction.
+    child = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from conftest import BagOfWordsEmbedder
+from fabstir.cache import SemanticCache
+cache = SemanticCache({str(tmp_path / "cache")!r}, BagOfWordsEmbedder(), 0.8)
+cache.store("model", "What is the capital of France?", {PARAMS!r}, "Paris.", 2, renter="0xab")
+assert cache.lookup("model", "what is the capital city of France", {PARAMS!r}) is not None
+"""
+    subprocess.run([sys.executable, "-c", child], check=True, timeout=120)
+    cache = _cache(tmp_path, fake_embedder, Clock())
+    assert list(_uses(cache)) == [exact_key(MODEL, "What is the capital of France?", PARAMS)]
+
+
+def test_uses_that_cannot_be_written_stay_pending(
+    tmp_path: Path, fake_embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    cache = _cache(tmp_path, fake_embedder, clock)
+    _store(cache, "What is the capital of France?")
+    assert cache.lookup(MODEL, "What is the capital of France?", PARAMS) is not None
+    add = cache._uses.add
+
+    def full_disk(data: Any) -> None:  # a fake: a full disk cannot be made on demand
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cache._uses, "add", full_disk)
+    with pytest.raises(TransientError) as raised:
+        cache.write_uses()
+    assert raised.value.code == "cache_write_failed"
+    clock.now += 60
+    # The lookup that finds the batch due stands, though its write fails again.
+    assert cache.lookup(MODEL, "What is the capital of France?", PARAMS) is not None
+    monkeypatch.setattr(cache._uses, "add", add)
+    cache.write_uses()
+    assert _uses(cache) == {exact_key(MODEL, "What is the capital of France?", PARAMS): [clock.now]}
+
+
+def test_maintenance_keeps_one_latest_use_per_remaining_entry(
+    tmp_path: Path, fake_embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("fabstir.cache.semantic._WRITE_USES_EVERY", 1)
+    clock = Clock()
+    cache = _cache(tmp_path, fake_embedder, clock, max_entries=2)
+    for prompt in ("What is the capital of France?", "How do I boil an egg?"):
+        _store(cache, prompt)
+    france = exact_key(MODEL, "What is the capital of France?", PARAMS)
+    sky = exact_key(MODEL, "Why is the sky blue?", PARAMS)
+    clock.now += 5
+    assert cache.lookup(MODEL, "How do I boil an egg?", PARAMS) is not None
+    for _ in range(3):
+        clock.now += 10
+        assert cache.lookup(MODEL, "What is the capital of France?", PARAMS) is not None
+    clock.now += 10
+    _store(cache, "Why is the sky blue?")
+    assert len(_uses(cache)[france]) == 3
+    assert cache.maintain().evicted == 1  # the egg, last used before the others
+    assert cache.lookup(MODEL, "How do I boil an egg?", PARAMS) is None
+    assert _uses(cache) == {france: [clock.now - 10]}
+    # Uses recorded after a pass are kept beside what it folded, and folded by the next.
+    clock.now += 10
+    assert cache.lookup(MODEL, "What is the capital of France?", PARAMS) is not None
+    assert cache.lookup(MODEL, "Why is the sky blue?", PARAMS) is not None
+    assert _uses(cache) == {france: [clock.now - 20, clock.now], sky: [clock.now]}
+    cache.maintain()
+    assert _uses(cache) == {france: [clock.now], sky: [clock.now]}
+    assert len(cache._latest_uses_dataset().get_fragments()) == 1
+
+
+def test_erasure_removes_the_renters_entries_uses(tmp_path: Path, fake_embedder: Any) -> None:
+    clock = Clock()
+    cache = _cache(tmp_path, fake_embedder, clock)
+    other = "0x" + "cd" * 20
+    _store(cache, "What is the capital of France?")
+    _store(cache, "Why is the sky blue?", renter=other)
+    assert cache.lookup(MODEL, "What is the capital of France?", PARAMS) is not None
+    assert cache.lookup(MODEL, "Why is the sky blue?", PARAMS) is not None
+    cache.write_uses()
+    assert cache.lookup(MODEL, "what is the capital city of France", PARAMS) is not None
+    assert cache.erase_renter(RENTER) == 1
+    cache.write_uses()  # the erased entry's pending use is gone too
+    assert list(_uses(cache)) == [exact_key(MODEL, "Why is the sky blue?", PARAMS)]
