@@ -709,3 +709,27 @@ def test_erasure_removes_the_renters_entries_uses(tmp_path: Path, fake_embedder:
     assert cache.erase_renter(RENTER) == 1
     cache.write_uses()  # the erased entry's pending use is gone too
     assert list(_uses(cache)) == [exact_key(MODEL, "Why is the sky blue?", PARAMS)]
+
+
+def test_a_stores_compaction_merges_only_the_small_fragments(
+    tmp_path: Path, fake_embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A store's compaction rewrote the tail fragment with the new rows every time, up to
+    # _FRAGMENT_ROWS of it; it now leaves fragments of _SMALL_FRAGMENT_ROWS or more to maintenance.
+    monkeypatch.setattr("fabstir.cache.semantic._SMALL_FRAGMENTS", 4)
+    monkeypatch.setattr("fabstir.cache.semantic._SMALL_FRAGMENT_ROWS", 6)
+    cache = _cache(tmp_path, fake_embedder, Clock())
+
+    def fragments() -> list[tuple[int, int]]:
+        return [(f.fragment_id, f.count_rows()) for f in cache._latest_dataset().get_fragments()]
+
+    for n in range(8):  # merged at the 4th store, and at the 7th: 4 rows is small
+        _store(cache, f"question number {n}")
+    (large, seven), (_, one) = fragments()
+    assert (seven, one) == (7, 1)
+    for n in range(8, 14):  # merged at the 11th and 14th store, each time the small ones only
+        _store(cache, f"question number {n}")
+    (kept, _), (_, merged) = fragments()
+    assert (kept, merged) == (large, 7)  # the large one never rewritten
+    done = cache.maintain()
+    assert (done.fragments, done.entries) == (1, 14)
