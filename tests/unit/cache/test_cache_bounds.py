@@ -257,16 +257,16 @@ def test_an_ann_index_is_built_past_the_threshold(tmp_path: Path, fake_embedder:
 def test_indexes_are_prewarmed_when_built_and_when_the_cache_opens(
     tmp_path: Path, fake_embedder: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lancedb.table import LanceTable
+    from lance import LanceDataset
 
     prewarmed: list[str] = []
-    prewarm_index = LanceTable.prewarm_index
+    prewarm_index = LanceDataset.prewarm_index
 
-    def recording_prewarm(table: LanceTable, name: str) -> None:
+    def recording_prewarm(dataset: LanceDataset, name: str) -> None:
         prewarmed.append(name)
-        prewarm_index(table, name)
+        prewarm_index(dataset, name)
 
-    monkeypatch.setattr(LanceTable, "prewarm_index", recording_prewarm)
+    monkeypatch.setattr(LanceDataset, "prewarm_index", recording_prewarm)
     cache = _cache(tmp_path, fake_embedder, Clock(), index_min_rows=256)
     assert prewarmed == []  # nothing to load yet
     _add_synthetic_rows(cache, 300)
@@ -336,9 +336,10 @@ def test_a_store_into_an_indexed_table_indexes_its_row_at_once(
 
 
 def test_the_next_store_indexes_a_row_left_out_by_another_store(
-    tmp_path: Path, fake_embedder: Any
+    tmp_path: Path, fake_embedder: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # As when another process's store lost the race to index its row.
+    monkeypatch.setattr("fabstir.cache.semantic._READ_CONSISTENCY", timedelta(0))
     cache = _cache(tmp_path, fake_embedder, Clock(), index_min_rows=256)
     _add_synthetic_rows(cache, 300)
     cache.compact()
