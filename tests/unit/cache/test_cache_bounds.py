@@ -369,9 +369,9 @@ def test_the_next_store_indexes_a_row_left_out_by_another_store(
 def test_maintenance_rewrites_every_fragment_with_deleted_rows(
     tmp_path: Path, fake_embedder: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("fabstir.cache.semantic._FRAGMENT_ROWS", 200)
+    monkeypatch.setattr("fabstir.cache.semantic._FRAGMENT_ROWS", 1024)
     cache = _cache(tmp_path, fake_embedder, Clock(), index_min_rows=256)
-    _add_synthetic_rows(cache, 300)  # one fragment above _FRAGMENT_ROWS: otherwise left alone
+    _add_synthetic_rows(cache, 2500)  # one fragment above _FRAGMENT_ROWS: otherwise left alone
     _store(cache, "What is the capital of France?", renter="0x" + "cd" * 20)
     cache.compact()
     cache._table.delete("key = 'k7'")  # an entry inside the large fragment, e.g. expired
@@ -382,9 +382,10 @@ def test_maintenance_rewrites_every_fragment_with_deleted_rows(
     done = cache.maintain()
     fragments = cache._latest_dataset().get_fragments()
     assert not any(f.metadata.deletion_file for f in fragments)
-    assert done.entries == sum(f.count_rows() for f in fragments) == 299
+    assert len(fragments) == 1  # rewritten whole, not cut into fragments of _FRAGMENT_ROWS
+    assert done.entries == sum(f.count_rows() for f in fragments) == 2499
     stats = cache._table.index_stats("vector_idx")
-    assert (stats.num_indexed_rows, stats.num_unindexed_rows) == (299, 0)
+    assert (stats.num_indexed_rows, stats.num_unindexed_rows) == (2499, 0)
 
 
 def test_maintenance_retrains_the_vector_index_once_the_table_outgrows_it(
