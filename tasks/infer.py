@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from functools import partial
 
@@ -66,6 +67,7 @@ def infer(
             return None
         claimed, cached = asked
     progress = None if cached is not None else GenerationProgress(job_id, claimed.job.max_tokens)
+    cache_fills: list[Callable[[], None]] = []
     with gpu_slot(settings.orchestration, generating=cached is None):
         result = pipeline.infer(
             EngineBlock.from_settings(settings).get_client(),
@@ -75,7 +77,10 @@ def infer(
             cached,
             streams=job_streams(),
             progress=progress.report if progress is not None else None,
+            cache_fills=cache_fills,
         )
     if progress is not None:
         progress.complete()
+    for fill in cache_fills:  # the next job's generation starts meanwhile
+        fill()
     return result

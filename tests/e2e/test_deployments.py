@@ -330,3 +330,30 @@ def test_the_gpu_slot_holds_up_only_the_infer_step(
     assert receipts and node.renter.get_job(job_id).state == JobState.SETTLED
     with get_client(sync_client=True) as client:
         assert client.read_global_concurrency_limit_by_name(limit).active_slots == 0
+
+
+def test_the_cache_is_filled_after_the_gpu_slot_is_released(
+    node: Node, bootstrapped: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Storing an answer took ~0.4 s at 1M cache entries: the next job's generation may start
+    meanwhile, so the slot is free while this job's answer is stored."""
+    from blocks import current_settings
+    from fabstir.cache import SemanticCache
+    from flows.inference_job import inference_job
+
+    monkeypatch.setenv("FABSTIR_ORCHESTRATION__GPU", "0")
+    limit = current_settings().orchestration.gpu_limit_name(0)
+    slots_taken_at_store: list[int] = []
+    store = SemanticCache.store
+
+    def recording_store(cache: SemanticCache, *args: object, **kwargs: object) -> None:
+        with get_client(sync_client=True) as client:
+            taken = client.read_global_concurrency_limit_by_name(limit).active_slots
+        slots_taken_at_store.append(taken)
+        store(cache, *args, **kwargs)
+
+    monkeypatch.setattr(SemanticCache, "store", recording_store)
+    job_id = node.post("why do cats purr when they are content")
+    inference_job(job_id)
+    assert node.renter.get_job(job_id).state == JobState.SETTLED
+    assert slots_taken_at_store == [0]
