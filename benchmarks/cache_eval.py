@@ -168,6 +168,7 @@ def replay(
             else:
                 hits += 1
                 repeatable_hits += is_repeatable
+        cache.close()
     requests = len(rows)
     return {
         "requests": requests,

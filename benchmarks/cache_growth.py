@@ -64,6 +64,7 @@ def run(
         done = cache.maintain()
         maintenance_s = time.perf_counter() - started
         stages.append(_stage(cache, "maintained", stores, probes))
+        cache.close()
     return {
         "size": size,
         "store_p50_ms": float(np.percentile(store_ms, 50)),

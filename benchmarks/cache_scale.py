@@ -131,6 +131,7 @@ def run_size(
         cache.ensure_index()
         index_s = time.perf_counter() - started
         indexed = probe_lookups(cache, probes)
+        cache.close()
     return {"size": size, "fill_s": fill_s, "index_s": index_s, "flat": flat, "ivf_pq": indexed}
 
 

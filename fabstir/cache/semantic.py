@@ -621,6 +621,12 @@ class SemanticCache:
             except TransientError as exc:  # the hit stands; its use waits for the next write
                 log.warning("cache uses not written", extra={"error": str(exc)})
 
+    def close(self) -> None:
+        """Write the pending uses now rather than at exit, where the directory may be gone (a
+        temporary one); the handle is not to be used after. Raises as :meth:`write_uses`."""
+        _OPEN_CACHES.discard(self)
+        self.write_uses()
+
     def write_uses(self) -> None:
         """Append the uses noted since the last write to the uses table.
 
@@ -763,8 +769,8 @@ def _write_pending_uses() -> None:
     for cache in list(_OPEN_CACHES):
         try:
             cache.write_uses()
-        except Exception:
-            log.warning("cache uses not written at exit", exc_info=True)
+        except Exception as exc:  # at exit, with nothing left to tell
+            log.warning("cache uses not written at exit", extra={"error": str(exc)})
 
 
 def _latest(table: Any) -> Any:

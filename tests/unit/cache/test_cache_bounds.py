@@ -643,6 +643,18 @@ assert cache.lookup("model", "what is the capital city of France", {PARAMS!r}) i
     assert list(_uses(cache)) == [exact_key(MODEL, "What is the capital of France?", PARAMS)]
 
 
+def test_closing_a_cache_writes_its_pending_uses_now(tmp_path: Path, fake_embedder: Any) -> None:
+    from fabstir.cache import semantic
+
+    clock = Clock()
+    cache = _cache(tmp_path, fake_embedder, clock)
+    _store(cache, "What is the capital of France?")
+    assert cache.lookup(MODEL, "What is the capital of France?", PARAMS) is not None
+    cache.close()
+    assert _uses(cache) == {exact_key(MODEL, "What is the capital of France?", PARAMS): [clock.now]}
+    assert cache not in semantic._OPEN_CACHES  # nothing left for the write at exit
+
+
 def test_uses_that_cannot_be_written_stay_pending(
     tmp_path: Path, fake_embedder: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
