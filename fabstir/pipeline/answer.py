@@ -231,7 +231,7 @@ def infer(
         params,
         _reporting(lambda _: True, progress),
     )
-    _fill_cache_now_or_later(cache_fills, cache, model, claimed, result, params, finish)
+    _now_or_later(partial(_fill_cache, cache, model, claimed, result, params, finish), cache_fills)
     return result
 
 
@@ -296,7 +296,8 @@ def _answer_stream(
         # After the turn's end: the renter's last chunk does not wait for an embedding and a
         # LanceDB write (a WebSocket session's next turn still does).
         if fills_cache:
-            _fill_cache_now_or_later(cache_fills, cache, model, claimed, result, params, finish)
+            fill = partial(_fill_cache, cache, model, claimed, result, params, finish)
+            _now_or_later(fill, cache_fills)
         results.append(result)
     if len(results) == 1:
         return results[0].model_copy(update={"asked_at": claimed.claim_started_at})
@@ -390,20 +391,11 @@ def _generate(
     return result, finish
 
 
-def _fill_cache_now_or_later(
-    later: list[Callable[[], None]] | None,
-    cache: SemanticCache | None,
-    model: LocalModel,
-    claimed: ClaimedJob,
-    result: InferenceResult,
-    params: SamplingParams,
-    finish: str,
-) -> None:
-    fill = partial(_fill_cache, cache, model, claimed, result, params, finish)
+def _now_or_later(work: Callable[[], None], later: list[Callable[[], None]] | None) -> None:
     if later is None:
-        fill()
+        work()
     else:
-        later.append(fill)
+        later.append(work)
 
 
 def _fill_cache(
