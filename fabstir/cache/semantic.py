@@ -111,7 +111,7 @@ _RESCORED = 40
 USES_TABLE_NAME = "semantic_cache_uses"
 _WRITE_USES_EVERY = 256
 _WRITE_USES_AFTER_S = 60.0
-# Keys per delete statement when eviction or erasure removes entries by key.
+# Keys per delete filter when eviction or erasure removes entries or uses by key.
 _KEYS_PER_DELETE = 4096
 # Lance file format of a new table. The default (2.2) reads the few rows a search returns more
 # slowly: a search taking 7 columns of 8 rows at 1M entries took 14.1 ms mean against 10.0 with
@@ -212,9 +212,11 @@ class SemanticCache:
         wordnet()  # the near-miss guard's lexicon loads in ~2 s: now, not in the first lookup
         self._pending_uses: dict[str, float] = {}
         self._pending_since = 0.0
+        self._write_uses_after = float("-inf")
         self._vector_indexed = False
         self._vector_index_checked = float("-inf")
         self._read_at = float("-inf")
+        self._writes = self._read_writes = 0
         dimension = embedder.dimension
         schema = pa.schema(
             [
@@ -328,7 +330,7 @@ class SemanticCache:
                 f"cache write failed: {exc}", code="cache_write_failed", model_id=model_id
             ) from exc
         self._upkeep_after_store()
-        self._read_at = float("-inf")  # this handle's next lookup finds the answer
+        self._wrote()
 
     def _upkeep_after_store(self) -> None:
         """Merge the small fragments once there are _SMALL_FRAGMENTS of them, else index the
@@ -438,7 +440,7 @@ class SemanticCache:
         if dataset.describe_indices():
             dataset.optimize.optimize_indices(num_indices_to_merge=_MERGE_SEGMENTS)
         self._table.checkout_latest()
-        self._read_at = float("-inf")
+        self._wrote()
         retrain = maintenance and self._partitions_outgrown(dataset)
         if retrain:
             self._retrain_vector_index(dataset)
@@ -496,20 +498,26 @@ class SemanticCache:
         cutoff = float(np.partition(last_use.to_numpy(), excess - 1)[excess - 1])
         # Entries last used in the same instant as the cut-off go too: the bound is never exceeded.
         victims = last_used.column("key").filter(pc.less_equal(last_use, cutoff))
-        return self._delete_keys(victims.to_pylist())
+        return self._delete(*_keys_in(victims.to_pylist()))
 
     def erase_renter(self, renter: str) -> int:
         """Delete every entry made from ``renter``'s jobs, and their recorded uses; return how
-        many entries were deleted."""
+        many entries were deleted.
+
+        The uses go first, so that erasing again after a failure still finds their keys. Uses
+        of these entries that other processes write later (their pending ones) hold only the
+        keys' hashes, and the next maintenance pass drops them with every use of an entry gone.
+        """
         where = f"renter = {sql_string(renter.lower())}"
+        self._table.checkout_latest()
         keys = self._table.search().where(where).select(["key"]).limit(None).to_arrow()
-        deleted = self._delete(where)
         erased = keys.column("key").to_pylist()
         for key in erased:
             self._pending_uses.pop(key, None)
-        for chunk in _chunks(erased):
-            self._uses.delete(f"key IN ({', '.join(map(sql_string, chunk))})")
-        return deleted
+        self._uses.checkout_latest()
+        for condition in _keys_in(erased):
+            self._uses.delete(condition)
+        return self._delete(where)
 
     def _fold_uses(self) -> None:
         """Replace the uses recorded so far by each remaining entry's latest one: the uses table
@@ -553,7 +561,7 @@ class SemanticCache:
             if (column,) not in indexed:
                 self._table.create_index(column, config=Bitmap())
         self._vector_indexed = True
-        self._read_at = float("-inf")
+        self._wrote()
         log.info(
             "built cache indexes",
             extra={"rows": self._table.count_rows(), "s": round(time.perf_counter() - started, 1)},
@@ -613,27 +621,39 @@ class SemanticCache:
         LanceDB's. Its latest version is looked for at most every _READ_CONSISTENCY, and at
         once after this handle's own writes. Each version shares one cache of loaded indexes."""
         now = time.monotonic()
-        if now - self._read_at >= _READ_CONSISTENCY.total_seconds():
-            self._read_at = now
+        writes = self._writes
+        if writes != self._read_writes or now - self._read_at >= _READ_CONSISTENCY.total_seconds():
             reader = self._reader_dataset
             latest = reader.latest_version
             if latest != reader.version:
                 self._reader_dataset = reader.checkout_version(latest)
+            # Counted before the look: a write committed meanwhile makes the next lookup look again.
+            self._read_at, self._read_writes = now, writes
         return self._reader_dataset
+
+    def _wrote(self) -> None:
+        """Have this handle's next lookup read the version its own write made."""
+        self._writes += 1
 
     def _note_use(self, key: str) -> None:
         now = self._clock()
         if not self._pending_uses:
             self._pending_since = now
         self._pending_uses[key] = now
-        if (
+        due = (
             len(self._pending_uses) >= _WRITE_USES_EVERY
             or now - self._pending_since >= _WRITE_USES_AFTER_S
-        ):
+        )
+        if due and now >= self._write_uses_after:
             try:
                 self.write_uses()
-            except TransientError as exc:  # the hit stands; its use waits for the next write
-                log.warning("cache uses not written", extra={"error": str(exc)})
+            except Exception as exc:  # the hit stands; its uses wait a while for the next try
+                self._write_uses_after = now + _WRITE_USES_AFTER_S
+                log.warning(
+                    "cache uses not written",
+                    extra={"error": str(exc)},
+                    exc_info=not isinstance(exc, TransientError),
+                )
 
     def close(self) -> None:
         """Write the pending uses now rather than at exit, where the directory may be gone (a
@@ -653,26 +673,28 @@ class SemanticCache:
             return
         try:
             self._uses.add(_arrow_table(key=list(uses), used_at=list(uses.values())))
-        except OSError as exc:
+        except Exception as exc:
             for key, used_at in uses.items():
                 self._pending_uses[key] = max(used_at, self._pending_uses.get(key, used_at))
-            raise TransientError(
-                f"cache uses not written: {exc}", code="cache_write_failed"
-            ) from exc
+            if isinstance(exc, OSError):
+                raise TransientError(
+                    f"cache uses not written: {exc}", code="cache_write_failed"
+                ) from exc
+            raise
 
-    def _delete(self, where: str) -> int:
+    def _delete(self, *conditions: str) -> int:
+        """Delete the entries matching any of ``conditions``; return how many were deleted."""
+        # A handle's view may lag by _READ_CONSISTENCY, and a delete on it leaves the rows other
+        # processes added since: an erasure must not.
+        self._table.checkout_latest()
         before = self._table.count_rows()
-        self._table.delete(where)
-        self._read_at = float("-inf")
+        for where in conditions:
+            self._table.delete(where)
+        self._wrote()
         deleted = before - self._table.count_rows()
         if deleted:
             log.info("cache entries deleted", extra={"entries": deleted})
         return deleted
-
-    def _delete_keys(self, keys: list[str]) -> int:
-        return sum(
-            self._delete(f"key IN ({', '.join(map(sql_string, chunk))})") for chunk in _chunks(keys)
-        )
 
     def _lookup_exact(self, keys: list[str], fits: _Fits) -> tuple[CacheHit, str] | None:
         rows = (
@@ -799,9 +821,11 @@ def _latest_uses(dataset: Any) -> Any:
     return latest.select(["key", "used_at_max"]).rename_columns(["key", "used_at"])
 
 
-def _chunks(keys: list[str]) -> list[list[str]]:
+def _keys_in(keys: list[str]) -> list[str]:
+    """Filters matching ``keys``, _KEYS_PER_DELETE keys each."""
     return [
-        keys[start : start + _KEYS_PER_DELETE] for start in range(0, len(keys), _KEYS_PER_DELETE)
+        f"key IN ({', '.join(map(sql_string, keys[start : start + _KEYS_PER_DELETE]))})"
+        for start in range(0, len(keys), _KEYS_PER_DELETE)
     ]
 
 

@@ -776,3 +776,66 @@ def test_a_stores_compaction_merges_only_the_small_fragments(
     assert (kept, merged) == (large, 7)  # the large one never rewritten
     done = cache.maintain()
     assert (done.fragments, done.entries) == (1, 14)
+
+
+def test_a_uses_write_that_fails_otherwise_keeps_the_hit_and_waits_to_retry(
+    tmp_path: Path, fake_embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fake: LanceDB's errors other than I/O ones cannot be made on demand.
+    clock = Clock()
+    cache = _cache(tmp_path, fake_embedder, clock)
+    _store(cache, "What is the capital of France?")
+    add = cache._uses.add
+    attempts: list[int] = []
+
+    def failing(data: Any) -> None:
+        attempts.append(len(data))
+        raise RuntimeError("lance error: something unexpected")
+
+    monkeypatch.setattr(cache._uses, "add", failing)
+    assert cache.lookup(MODEL, "What is the capital of France?", PARAMS) is not None
+    clock.now += 60
+    assert cache.lookup(MODEL, "What is the capital of France?", PARAMS) is not None
+    assert attempts == [1]
+    clock.now += 30
+    assert cache.lookup(MODEL, "What is the capital of France?", PARAMS) is not None
+    assert attempts == [1]  # not at every lookup while the table cannot be written
+    monkeypatch.setattr(cache._uses, "add", add)
+    clock.now += 30
+    assert cache.lookup(MODEL, "What is the capital of France?", PARAMS) is not None
+    assert _uses(cache) == {exact_key(MODEL, "What is the capital of France?", PARAMS): [clock.now]}
+
+
+def test_erasure_finds_entries_another_process_stored_a_moment_ago(
+    tmp_path: Path, fake_embedder: Any
+) -> None:
+    # Within the handles' read consistency interval (1 s): a delete on a stale view kept them.
+    eraser = _cache(tmp_path, fake_embedder, Clock())
+    assert eraser.lookup(MODEL, "What is the capital of France?", PARAMS) is None
+    worker = _cache(tmp_path, fake_embedder, Clock())
+    _store(worker, "What is the capital of France?")
+    assert worker.lookup(MODEL, "What is the capital of France?", PARAMS) is not None
+    worker.write_uses()
+    assert eraser.erase_renter(RENTER) == 1
+    assert worker._latest_dataset().count_rows() == 0
+    assert _uses(worker) == {}
+
+
+def test_erasure_that_failed_half_way_completes_when_run_again(
+    tmp_path: Path, fake_embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = _cache(tmp_path, fake_embedder, Clock())
+    _store(cache, "What is the capital of France?")
+    assert cache.lookup(MODEL, "What is the capital of France?", PARAMS) is not None
+    cache.write_uses()
+    delete = cache._uses.delete
+
+    def failing(where: str) -> None:  # a fake: an outage between two deletes, on demand
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(cache._uses, "delete", failing)
+    with pytest.raises(OSError):
+        cache.erase_renter(RENTER)
+    monkeypatch.setattr(cache._uses, "delete", delete)
+    assert cache.erase_renter(RENTER) == 1
+    assert cache._table.count_rows() == 0 and _uses(cache) == {}
