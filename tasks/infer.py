@@ -68,19 +68,23 @@ def infer(
         claimed, cached = asked
     progress = None if cached is not None else GenerationProgress(job_id, claimed.job.max_tokens)
     cache_fills: list[Callable[[], None]] = []
-    with gpu_slot(settings.orchestration, generating=cached is None):
-        result = pipeline.infer(
-            EngineBlock.from_settings(settings).get_client(),
-            cache,
-            model,
-            claimed,
-            cached,
-            streams=job_streams(),
-            progress=progress.report if progress is not None else None,
-            cache_fills=cache_fills,
-        )
-    if progress is not None:
-        progress.complete()
-    for fill in cache_fills:  # the next job's generation starts meanwhile
-        fill()
+    try:
+        with gpu_slot(settings.orchestration, generating=cached is None):
+            result = pipeline.infer(
+                EngineBlock.from_settings(settings).get_client(),
+                cache,
+                model,
+                claimed,
+                cached,
+                streams=job_streams(),
+                progress=progress.report if progress is not None else None,
+                cache_fills=cache_fills,
+            )
+        if progress is not None:
+            progress.complete()
+    finally:
+        # Once the slot is free (the next job's generation starts meanwhile), and also when a
+        # later turn of a streamed session failed: the answers made before it stand.
+        for fill in cache_fills:
+            fill()
     return result

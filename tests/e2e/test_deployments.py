@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -357,3 +358,33 @@ def test_the_cache_is_filled_after_the_gpu_slot_is_released(
     inference_job(job_id)
     assert node.renter.get_job(job_id).state == JobState.SETTLED
     assert slots_taken_at_store == [0]
+
+
+def test_an_answer_made_before_the_infer_step_fails_is_still_cached(
+    node: Node, bootstrapped: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As when a later turn of a streamed session fails: the answers made before it stand."""
+    from fabstir import pipeline
+    from fabstir.cache import SemanticCache
+    from flows.inference_job import inference_job
+
+    infer = pipeline.infer
+
+    def failing_after_the_answer(*args: object, **kwargs: object) -> object:
+        infer(*args, **kwargs)  # answers, and leaves its cache write to the step
+        raise RuntimeError("a later turn failed")  # a fake: a failure after an answer
+
+    stored: list[str] = []
+    store = SemanticCache.store
+
+    def recording_store(cache: SemanticCache, *args: Any, **kwargs: Any) -> None:
+        stored.append(args[1])
+        store(cache, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "infer", failing_after_the_answer)
+    monkeypatch.setattr(SemanticCache, "store", recording_store)
+    prompt = "what makes the sea salty"
+    job_id = node.post(prompt)
+    with pytest.raises(RuntimeError, match="a later turn failed"):
+        inference_job(job_id)
+    assert stored == [prompt]
