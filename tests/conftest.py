@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,16 +23,24 @@ if TYPE_CHECKING:
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDING_MODEL = REPO_ROOT / ".fabstir" / "models" / EMBEDDING_MODEL_FILE
 TINY_MODEL_ID = "tiny-test-model"
+_PREFECT_HOME = pytest.StashKey[str]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
     # Prefect reads these when first imported: keep its database and logs out of the user's home.
     prefect_home = tempfile.mkdtemp(prefix="fabstir-tests-prefect-")
+    config.stash[_PREFECT_HOME] = prefect_home
     os.environ["PREFECT_HOME"] = prefect_home
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     os.environ["PREFECT_LOGGING_EXTRA_LOGGERS"] = "fabstir"
     os.environ["PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW"] = "ignore"
     os.environ.pop("PREFECT_API_URL", None)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    prefect_home = config.stash.get(_PREFECT_HOME, None)
+    if prefect_home is not None:  # each run made its own: it would be left in /tmp
+        shutil.rmtree(prefect_home, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
