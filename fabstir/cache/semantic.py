@@ -415,18 +415,17 @@ class SemanticCache:
             self._fold_uses()
         dataset = self._latest_dataset()
         if maintenance:
-            intact = [
-                f.fragment_id for f in dataset.get_fragments() if not f.metadata.deletion_file
-            ]
-            if len(intact) < len(dataset.get_fragments()):
+            fragments = dataset.get_fragments()
+            intact = [f.fragment_id for f in fragments if not f.metadata.deletion_file]
+            if len(intact) < len(fragments):
                 dataset.optimize.compact_files(
                     target_rows_per_fragment=_REWRITTEN_FRAGMENT_ROWS,
                     materialize_deletions=True,
                     materialize_deletions_threshold=0.0,
                     excluded_fragment_ids=intact,
                 )
-        # A store merges only the small fragments: rewriting the larger ones (up to
-        # _FRAGMENT_ROWS) took up to ~1.2 s of a store at 1M entries. Maintenance merges those.
+        # A store merges only the small fragments, so it never rewrites a larger one (up to
+        # _FRAGMENT_ROWS rows, every _SMALL_FRAGMENTS stores); maintenance merges those.
         large = [
             fragment.fragment_id
             for fragment in dataset.get_fragments()
