@@ -5,7 +5,8 @@
 The table is filled as ``benchmarks.cache_scale`` fills it and indexed in bulk (the baseline);
 then ``--stores`` single answers are stored through ``SemanticCache.store``, which indexes each
 row and merges the small fragments as jobs' stores do, and the probes are looked up again every
-``--every`` stores.
+``--every`` stores. Each store follows the lookup of a probe, as a host stores after a miss:
+those lookups, interleaved with the stores, are a stage's "interleaved" figures.
 Last, one pass of the cache-maintenance flow's work (``SemanticCache.maintain``), and the probes
 once more.
 """
@@ -22,7 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.cache_eval import DEFAULT_DATA, DEFAULT_MODEL, MODEL_ID, PARAMS_KEY
+from benchmarks.cache_eval import (
+    CUT_PARAMS_KEY,
+    DEFAULT_DATA,
+    DEFAULT_MODEL,
+    MODEL_ID,
+    PARAMS_KEY,
+)
 from benchmarks.cache_scale import fill_synthetic, load_probes, probe_lookups
 from fabstir.cache import Embedder, SemanticCache
 
@@ -52,14 +59,23 @@ def run(
         cache._table.optimize()
         cache.ensure_index()
         stages.append(_stage(cache, "bulk", 0, probes))
-        store_ms = []
+        store_ms: list[float] = []
+        interleaved_ms: list[float] = []
         for n in range(1, stores + 1):
+            probe = probes[(n - 1) % len(probes)]["prompt"]
+            started = time.perf_counter()
+            cache.lookup(MODEL_ID, probe, PARAMS_KEY, CUT_PARAMS_KEY)
+            interleaved_ms.append((time.perf_counter() - started) * 1000)
             prompt = f"question number {n} stored by a job after the bulk fill"
             started = time.perf_counter()
             cache.store(MODEL_ID, prompt, PARAMS_KEY, "an answer", 3, renter="0xbench")
             store_ms.append((time.perf_counter() - started) * 1000)
             if n % every == 0 or n == stores:
-                stages.append(_stage(cache, "grown", n, probes))
+                stage = _stage(cache, "grown", n, probes)
+                stage["interleaved_p50_ms"] = float(np.percentile(interleaved_ms, 50))
+                stage["interleaved_p99_ms"] = float(np.percentile(interleaved_ms, 99))
+                stages.append(stage)
+                interleaved_ms = []
         started = time.perf_counter()
         done = cache.maintain()
         maintenance_s = time.perf_counter() - started
@@ -103,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
             f"p50/p99 {stage['p50_ms']:.1f}/{stage['p99_ms']:.1f}  "
             f"p99 / baseline {stage['p99_ms'] / baseline['p99_ms']:.2f}  "
             f"({stage['right_hits']} right hits)"
+            + (
+                f"  interleaved with the stores p50/p99 {stage['interleaved_p50_ms']:.1f}/"
+                f"{stage['interleaved_p99_ms']:.1f}"
+                if "interleaved_p50_ms" in stage
+                else ""
+            )
         )
     print(
         f"store (embedding, write, indexing, compaction): p50 {result['store_p50_ms']:.0f} ms, "

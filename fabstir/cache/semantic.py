@@ -12,6 +12,7 @@ import atexit
 import hashlib
 import json
 import logging
+import os
 import time
 import weakref
 from collections.abc import Callable
@@ -41,7 +42,7 @@ _NEAREST = 8
 # LanceDB's vector search is fast only on a table whose rows are all indexed and none deleted:
 # at 1M entries 5 unindexed rows put the search's p50 at 14.9 ms against 9.9 (even when told to
 # skip them), and a single deleted row the lookup's at 21.5 ms against 16.1. So a store indexes
-# its row at once (~0.2 s at 1M entries), and only maintenance deletes rows (expiry, eviction)
+# its row at once (~60 ms at 1M entries), and only maintenance deletes rows (expiry, eviction)
 # and then rewrites the fragments holding them (0.85 s for a 100K-row fragment at 1M entries,
 # every index remapped). Erasure deletes at once: the law does not wait for maintenance.
 #
@@ -61,17 +62,27 @@ _FRAGMENT_ROWS = 65_536
 # 1M-row fragment of a table at its size bound came back as 16 after the first eviction, and at
 # 1M entries 10 fragments cost ~1.5-2 ms of the lookup p50 against one.
 _REWRITTEN_FRAGMENT_ROWS = 1 << 20
-# Indexing new rows adds a segment to each index, and a search reads every segment of the vector
-# index (at 1M entries 8 segments put the p50 at 21.1 ms against 15.6 merged). Indexing merges
-# up to this many, i.e. all of them; LanceDB's Python API cannot, so indexing and compaction go
-# through lance itself (pylance, the library LanceDB is built on).
+# A store indexes its row into a second segment of each index, beside the one maintenance
+# builds, not into that one: merging rewrote the whole index (the vector index ~0.2 s and the
+# key's B-tree 0.19 s of a store's ~0.3 s at 1M entries, against 60 ms in all for the second
+# segments), and a rewritten index is a new one to every reader, loaded again in the lookups
+# that follow. Lookups interleaved with stores at 1M entries took p50 27-42 ms, p99 44-65,
+# against 17-18 and 25-27 with the second segments. The second segment costs a search ~2 ms
+# when nothing is stored (both are read); more segments cost more (at 1M entries 8 put the p50 at
+# 21.1 ms against 15.6 for one), so stores and their compactions merge into the second segment,
+# and maintenance merges up to _MERGE_SEGMENTS, i.e. all, into one. LanceDB's Python API cannot
+# choose, so indexing and compaction go through lance itself (pylance, the library LanceDB is
+# built on).
 _MERGE_SEGMENTS = 64
 _VECTOR_INDEX = "vector_idx"
-# A store indexes its row's key into a second segment of the key's B-tree, not into the B-tree
-# itself: merging rewrote the whole B-tree, 193 ms of a store's ~400 at 1M entries, against
-# 8-11 ms for the second segment, and an exact query took as long on either. The next compaction
-# or maintenance pass merges the two.
 _KEY_INDEX = "key_idx"
+# Indexing a second segment warns once per IVF partition it finds no row for (all but one, for
+# a single row): 122 lines per store at 1M entries. Set before lance is first imported, as its
+# logger reads it then; an operator's own LANCE_LOG wins.
+os.environ.setdefault("LANCE_LOG", "warn,lance::index::vector::builder=error")
+# Maintenance reads only the vector index's partition count from its statistics; lance warns on
+# each read unless told whether to include the centroids too.
+os.environ.setdefault("LANCE_INCLUDE_VECTOR_CENTROIDS", "false")
 # Rows per IVF partition when the vector index is trained (lance's default, set here so that
 # maintenance can tell when the partitions have outgrown it). Rows added later join the
 # partitions trained before them, and a search reads _NPROBES partitions, so it slows as they
@@ -354,21 +365,12 @@ class SemanticCache:
         if small >= _SMALL_FRAGMENTS:
             self.compact()
         elif self._has_vector_index():
-            segments = {index.name: len(index.segments) for index in dataset.describe_indices()}
-            merged = [name for name in segments if name != _KEY_INDEX]
-            dataset.optimize.optimize_indices(
-                num_indices_to_merge=_MERGE_SEGMENTS, index_names=merged
-            )
-            if _KEY_INDEX in segments:  # a new second segment, else into the second one
-                dataset.optimize.optimize_indices(
-                    num_indices_to_merge=min(segments[_KEY_INDEX] - 1, 1),
-                    index_names=[_KEY_INDEX],
-                )
+            _index_new_rows(dataset, merge_all=False)
             self._table.checkout_latest()
 
     def compact(self) -> CacheMaintenance:
-        """Merge the small fragments, index the rows not indexed yet into one segment per
-        index, and index a table that has reached ``index_min_rows``.
+        """Merge the small fragments, index the rows not indexed yet into the second segment of
+        each index, and index a table that has reached ``index_min_rows``.
 
         Raises:
             TransientError: the table could not be read or written (``cache_write_failed``),
@@ -379,8 +381,9 @@ class SemanticCache:
 
     def maintain(self) -> CacheMaintenance:
         """Delete expired and evicted entries, rewrite the fragments that held them, compact,
-        retrain the vector index once the rows added since its training have outgrown its
-        partitions, and delete the files of versions older than a week.
+        merge each index's segments into one, retrain the vector index once the rows added since
+        its training have outgrown its partitions, and delete the files of versions older than
+        a week.
 
         It takes seconds, a retraining tens of seconds, on a large table: this runs off the
         jobs' path (the cache-maintenance flow). Raises as :meth:`compact`.
@@ -436,8 +439,7 @@ class SemanticCache:
             materialize_deletions=False,
             excluded_fragment_ids=large,
         )
-        if dataset.describe_indices():
-            dataset.optimize.optimize_indices(num_indices_to_merge=_MERGE_SEGMENTS)
+        _index_new_rows(dataset, merge_all=maintenance)
         self._table.checkout_latest()
         self._wrote()
         retrain = maintenance and self._partitions_outgrown(dataset)
@@ -806,6 +808,18 @@ def _write_pending_uses() -> None:
             cache.write_uses()
         except Exception as exc:  # at exit, with nothing left to tell
             log.warning("cache uses not written at exit", extra={"error": str(exc)})
+
+
+def _index_new_rows(dataset: Any, *, merge_all: bool) -> None:
+    """Index the rows no index holds yet into each index's second segment, merging the newer
+    segments into it (two stores racing may each have added one), or, with ``merge_all``,
+    merge all the index's segments into one."""
+    merges: dict[int, list[str]] = {}
+    for index in dataset.describe_indices():
+        merge = _MERGE_SEGMENTS if merge_all else len(index.segments) - 1
+        merges.setdefault(merge, []).append(index.name)
+    for merge, names in merges.items():
+        dataset.optimize.optimize_indices(num_indices_to_merge=merge, index_names=names)
 
 
 def _latest(table: Any) -> Any:
