@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import subprocess
 import sys
@@ -372,6 +373,40 @@ def test_stores_index_rows_into_second_segments_that_maintenance_merges(
     cache.maintain()
     assert set(_segment_counts(cache).values()) == {1}
     assert cache.lookup(MODEL, "Why is the sky blue?", PARAMS) is not None
+
+
+def test_a_store_opens_its_new_index_segments_before_the_next_lookup(
+    tmp_path: Path, fake_embedder: Any
+) -> None:
+    # Opening the vector index's new segment took 8-12 ms of the next lookup at 1M entries.
+    cache = _cache(tmp_path, fake_embedder, Clock(), index_min_rows=256)
+    _add_synthetic_rows(cache, 300)
+    cache.compact()  # builds the indexes
+    for prompt in ["What is the capital of France?", "How do I boil an egg?"]:
+        _store(cache, prompt)
+        session = cache._reader().session()
+        loaded = session.index_cache_size_bytes()
+        hit = cache.lookup(MODEL, f"so, {prompt.lower()}", PARAMS)
+        assert hit is not None and (hit.kind, hit.cached_prompt) == ("semantic", prompt)
+        assert session.index_cache_size_bytes() == loaded  # nothing left to load
+
+
+def test_a_store_is_kept_when_opening_its_new_segments_fails(
+    tmp_path: Path, fake_embedder: Any, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    cache = _cache(tmp_path, fake_embedder, Clock(), index_min_rows=256)
+    _add_synthetic_rows(cache, 300)
+    cache.compact()  # builds the indexes
+
+    def failing_read(*args: Any, **kwargs: Any) -> None:  # a fake read fault: none to cause
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(cache, "_nearest", failing_read)
+    with caplog.at_level(logging.WARNING, logger="fabstir.cache.semantic"):
+        _store(cache, "What is the capital of France?")
+    assert "opening the cache's new index segments failed" in caplog.text
+    hit = cache.lookup(MODEL, "What is the capital of France?", PARAMS)
+    assert hit is not None and hit.kind == "exact"
 
 
 def test_a_store_merges_the_segments_racing_stores_added_into_the_second(
