@@ -235,6 +235,14 @@ def _add_synthetic_rows(cache: SemanticCache, count: int, first: int = 0) -> Non
     cache._table.add(rows)
 
 
+def _indexed_cache(tmp_path: Path, embedder: Any, clock: Clock | None = None) -> SemanticCache:
+    """A cache of 300 synthetic entries with its indexes built."""
+    cache = _cache(tmp_path, embedder, clock or Clock(), index_min_rows=256)
+    _add_synthetic_rows(cache, 300)
+    cache.compact()
+    return cache
+
+
 def test_an_ann_index_is_built_past_the_threshold(tmp_path: Path, fake_embedder: Any) -> None:
     cache = _cache(tmp_path, fake_embedder, Clock(), index_min_rows=256)
     assert cache.ensure_index() is False
@@ -307,9 +315,7 @@ def test_compaction_indexes_new_rows_into_the_second_segment_and_leaves_large_fr
 ) -> None:
     monkeypatch.setattr("fabstir.cache.semantic._FRAGMENT_ROWS", 200)
     clock = Clock()
-    cache = _cache(tmp_path, fake_embedder, clock, index_min_rows=256)
-    _add_synthetic_rows(cache, 300)
-    cache.compact()  # builds the indexes
+    cache = _indexed_cache(tmp_path, fake_embedder, clock)
     (large,) = [f.fragment_id for f in cache._latest_dataset().get_fragments()]
     first = _first_segments(cache)
     for round_ in range(3):
@@ -335,9 +341,7 @@ def test_compaction_indexes_new_rows_into_the_second_segment_and_leaves_large_fr
 def test_a_store_into_an_indexed_table_indexes_its_row_at_once(
     tmp_path: Path, fake_embedder: Any
 ) -> None:
-    cache = _cache(tmp_path, fake_embedder, Clock(), index_min_rows=256)
-    _add_synthetic_rows(cache, 300)
-    cache.compact()  # builds the indexes
+    cache = _indexed_cache(tmp_path, fake_embedder)
     _store(cache, "What is the capital of France?")
     stats = cache._table.index_stats("vector_idx")
     assert (stats.num_indices, stats.num_indexed_rows, stats.num_unindexed_rows) == (2, 301, 0)
@@ -353,9 +357,7 @@ def test_stores_index_rows_into_second_segments_that_maintenance_merges(
 ) -> None:
     # Merging a row into an index rewrote all of it (the vector index ~0.2 s at 1M entries), and
     # every reader then loaded the rewritten index again.
-    cache = _cache(tmp_path, fake_embedder, Clock(), index_min_rows=256)
-    _add_synthetic_rows(cache, 300)
-    cache.compact()  # builds the indexes
+    cache = _indexed_cache(tmp_path, fake_embedder)
     first = _first_segments(cache)
     assert set(first) == {"key_idx", "model_id_idx", "params_key_idx", "vector_idx"}
     prompts = ["What is the capital of France?", "How do I boil an egg?", "Why is the sky blue?"]
@@ -379,9 +381,7 @@ def test_a_store_opens_its_new_index_segments_before_the_next_lookup(
     tmp_path: Path, fake_embedder: Any
 ) -> None:
     # Opening the vector index's new segment took 8-12 ms of the next lookup at 1M entries.
-    cache = _cache(tmp_path, fake_embedder, Clock(), index_min_rows=256)
-    _add_synthetic_rows(cache, 300)
-    cache.compact()  # builds the indexes
+    cache = _indexed_cache(tmp_path, fake_embedder)
     for prompt in ["What is the capital of France?", "How do I boil an egg?"]:
         _store(cache, prompt)
         session = cache._reader().session()
@@ -394,9 +394,7 @@ def test_a_store_opens_its_new_index_segments_before_the_next_lookup(
 def test_a_store_is_kept_when_opening_its_new_segments_fails(
     tmp_path: Path, fake_embedder: Any, monkeypatch: pytest.MonkeyPatch, caplog: Any
 ) -> None:
-    cache = _cache(tmp_path, fake_embedder, Clock(), index_min_rows=256)
-    _add_synthetic_rows(cache, 300)
-    cache.compact()  # builds the indexes
+    cache = _indexed_cache(tmp_path, fake_embedder)
 
     def failing_read(*args: Any, **kwargs: Any) -> None:  # a fake read fault: none to cause
         raise OSError(5, "Input/output error")
@@ -412,9 +410,7 @@ def test_a_store_is_kept_when_opening_its_new_segments_fails(
 def test_a_store_merges_the_segments_racing_stores_added_into_the_second(
     tmp_path: Path, fake_embedder: Any
 ) -> None:
-    cache = _cache(tmp_path, fake_embedder, Clock(), index_min_rows=256)
-    _add_synthetic_rows(cache, 300)
-    cache.compact()  # builds the indexes
+    cache = _indexed_cache(tmp_path, fake_embedder)
     first = _first_segments(cache)
     for n in range(2):  # as two stores racing: each indexes its row into a new segment
         _add_synthetic_rows(cache, 1, first=300 + n)
@@ -432,9 +428,7 @@ def test_a_store_logs_no_warning_for_each_empty_partition(
     # lance warns once per IVF partition a new segment has no row for: 122 lines a store at
     # 1M entries. A process of its own, as lance reads its log level when first imported.
     monkeypatch.setattr("fabstir.cache.semantic._ROWS_PER_PARTITION", 16)
-    cache = _cache(tmp_path, fake_embedder, Clock(), index_min_rows=256)
-    _add_synthetic_rows(cache, 300)
-    cache.compact()  # builds the indexes, with ~19 partitions
+    cache = _indexed_cache(tmp_path, fake_embedder)  # with ~19 partitions
     child = f"""
 import sys
 sys.path.insert(0, {str(Path(__file__).parent)!r})
@@ -457,9 +451,7 @@ def test_the_next_store_indexes_a_row_left_out_by_another_store(
 ) -> None:
     # As when another process's store lost the race to index its row.
     monkeypatch.setattr("fabstir.cache.semantic._READ_CONSISTENCY", timedelta(0))
-    cache = _cache(tmp_path, fake_embedder, Clock(), index_min_rows=256)
-    _add_synthetic_rows(cache, 300)
-    cache.compact()
+    cache = _indexed_cache(tmp_path, fake_embedder)
     cache._table.add(
         [
             {
