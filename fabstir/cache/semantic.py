@@ -42,7 +42,7 @@ _NEAREST = 8
 # LanceDB's vector search is fast only on a table whose rows are all indexed and none deleted:
 # at 1M entries 5 unindexed rows put the search's p50 at 14.9 ms against 9.9 (even when told to
 # skip them), and a single deleted row the lookup's at 21.5 ms against 16.1. So a store indexes
-# its row at once (~60 ms at 1M entries), and only maintenance deletes rows (expiry, eviction)
+# its row at once (~50 ms at 1M entries), and only maintenance deletes rows (expiry, eviction)
 # and then rewrites the fragments holding them (0.85 s for a 100K-row fragment at 1M entries,
 # every index remapped). Erasure deletes at once: the law does not wait for maintenance.
 #
@@ -63,13 +63,13 @@ _FRAGMENT_ROWS = 65_536
 # 1M entries 10 fragments cost ~1.5-2 ms of the lookup p50 against one.
 _REWRITTEN_FRAGMENT_ROWS = 1 << 20
 # A store indexes its row into a second segment of each index, beside the one maintenance
-# builds, not into that one: merging rewrote the whole index (the vector index ~0.2 s and the
-# key's B-tree 0.19 s of a store's ~0.3 s at 1M entries, against 60 ms in all for the second
+# builds, not into that one: merging rewrote the whole index (at 1M entries ~0.2 s for the
+# vector index, 0.19 s for the key's B-tree; a store took 0.25-0.4 s, against ~50 ms with second
 # segments), and a rewritten index is a new one to every reader, loaded again in the lookups
-# that follow. Lookups interleaved with stores at 1M entries took p50 27-42 ms, p99 44-65,
-# against 17-18 and 25-27 with the second segments. The second segment costs a search ~2 ms
-# when nothing is stored (both are read); more segments cost more (at 1M entries 8 put the p50 at
-# 21.1 ms against 15.6 for one), so stores and their compactions merge into the second segment,
+# that follow. Lookups interleaved with stores at 1M entries took p50 27-45 ms, p99 48-60,
+# against 19-19.5 and 25-32 with the second segments (benchmarks.cache_growth). The second
+# segment costs a search up to ~2 ms (both are read); more segments cost more (at 1M entries 8
+# put the p50 at 21.1 ms against 15.6 for one), so stores and their compactions merge into it,
 # and maintenance merges up to _MERGE_SEGMENTS, i.e. all, into one. LanceDB's Python API cannot
 # choose, so indexing and compaction go through lance itself (pylance, the library LanceDB is
 # built on).
@@ -349,7 +349,7 @@ class SemanticCache:
         lookup finds the indexes' new segments open: opening the vector index's took 8-12 ms at
         1M entries, in the lookup a renter waits for rather than in the store (which runs after
         the GPU slot is released). Interleaved with stores at 1M entries, lookups took p50
-        13.3-15.3 ms and p99 21.5-25.9 against 18.5 and 28.6-30.9; a store takes ~10 ms more."""
+        12.8-15.3 ms and p99 17.5-23.9 against 18.8-19.5 and 25.4-32.2; a store ~10 ms more."""
         if not self._has_vector_index():
             return  # no index: every query reads the rows themselves
         try:
