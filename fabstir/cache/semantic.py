@@ -335,11 +335,13 @@ class SemanticCache:
         }
         # LanceDB raises OSError for the directory's or the object store's I/O failures.
         try:
-            self._table.merge_insert("key").when_not_matched_insert_all().execute([row])
+            merged = self._table.merge_insert("key").when_not_matched_insert_all().execute([row])
         except OSError as exc:
             raise TransientError(
                 f"cache write failed: {exc}", code="cache_write_failed", model_id=model_id
             ) from exc
+        if not merged.num_inserted_rows:
+            return  # stored before: indexing nothing new would still rewrite the second segment
         self._upkeep_after_store()
         self._wrote()
         self._open_new_segments(row["key"], vector)
@@ -350,9 +352,9 @@ class SemanticCache:
         1M entries, in the lookup a renter waits for rather than in the store (which runs after
         the GPU slot is released). Interleaved with stores at 1M entries, lookups took p50
         12.8-15.3 ms and p99 17.5-23.9 against 18.8-19.5 and 25.4-32.2; a store ~10 ms more."""
-        if not self._has_vector_index():
-            return  # no index: every query reads the rows themselves
         try:
+            if not self._has_vector_index():
+                return  # no index: every query reads the rows themselves
             self._lookup_exact([key], _Fits(float("-inf"), None))
             self._nearest(vector, 1)
         except Exception as exc:  # the answer is stored; the next lookup meets any fault itself
@@ -433,6 +435,10 @@ class SemanticCache:
             self._fold_uses()
         dataset = self._latest_dataset()
         if maintenance:
+            # First: compaction never merges fragments that different segments cover, so the
+            # stores' rows would stay a small fragment of their own under the first segment,
+            # and a store's compaction merging two such fragments would rewrite that segment.
+            _index_new_rows(dataset, merge_all=True)
             fragments = dataset.get_fragments()
             intact = [f.fragment_id for f in fragments if not f.metadata.deletion_file]
             if len(intact) < len(fragments):
@@ -826,9 +832,8 @@ def _write_pending_uses() -> None:
 
 
 def _index_new_rows(dataset: Any, *, merge_all: bool) -> None:
-    """Index the rows no index holds yet into each index's second segment, merging the newer
-    segments into it (two stores racing may each have added one), or, with ``merge_all``,
-    merge all the index's segments into one."""
+    """Index the rows no index holds yet into each index's second segment, merging any newer
+    segments into it, or, with ``merge_all``, merge all the index's segments into one."""
     merges: dict[int, list[str]] = {}
     for index in dataset.describe_indices():
         merge = _MERGE_SEGMENTS if merge_all else len(index.segments) - 1

@@ -391,15 +391,16 @@ def test_a_store_opens_its_new_index_segments_before_the_next_lookup(
         assert session.index_cache_size_bytes() == loaded  # nothing left to load
 
 
+@pytest.mark.parametrize("failing", ["_nearest", "_has_vector_index"])
 def test_a_store_is_kept_when_opening_its_new_segments_fails(
-    tmp_path: Path, fake_embedder: Any, monkeypatch: pytest.MonkeyPatch, caplog: Any
+    tmp_path: Path, fake_embedder: Any, monkeypatch: pytest.MonkeyPatch, caplog: Any, failing: str
 ) -> None:
     cache = _indexed_cache(tmp_path, fake_embedder)
 
     def failing_read(*args: Any, **kwargs: Any) -> None:  # a fake read fault: none to cause
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(cache, "_nearest", failing_read)
+    monkeypatch.setattr(cache, failing, failing_read)
     with caplog.at_level(logging.WARNING, logger="fabstir.cache.semantic"):
         _store(cache, "What is the capital of France?")
     assert "opening the cache's new index segments failed" in caplog.text
@@ -407,12 +408,12 @@ def test_a_store_is_kept_when_opening_its_new_segments_fails(
     assert hit is not None and hit.kind == "exact"
 
 
-def test_a_store_merges_the_segments_racing_stores_added_into_the_second(
+def test_a_store_merges_any_newer_segments_into_the_second(
     tmp_path: Path, fake_embedder: Any
 ) -> None:
     cache = _indexed_cache(tmp_path, fake_embedder)
     first = _first_segments(cache)
-    for n in range(2):  # as two stores racing: each indexes its row into a new segment
+    for n in range(2):  # as a writer indexing each row into a new segment of its own
         _add_synthetic_rows(cache, 1, first=300 + n)
         cache._latest_dataset().optimize.optimize_indices(num_indices_to_merge=0)
     assert set(_segment_counts(cache).values()) == {3}
@@ -420,6 +421,38 @@ def test_a_store_merges_the_segments_racing_stores_added_into_the_second(
     assert set(_segment_counts(cache).values()) == {2}
     assert _first_segments(cache) == first
     assert cache._table.index_stats("vector_idx").num_unindexed_rows == 0
+
+
+def test_a_stores_compaction_leaves_the_first_segment_after_maintenance_passes(
+    tmp_path: Path, fake_embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Compaction never merges fragments that different segments cover: a pass that compacted
+    # before merging the segments left the stores' rows a small fragment under the first
+    # segment, and once two passes had, a store's compaction merged them and rewrote it.
+    monkeypatch.setattr("fabstir.cache.semantic._SMALL_FRAGMENTS", 4)
+    cache = _indexed_cache(tmp_path, fake_embedder)
+    for n in range(6):
+        _store(cache, f"question number {n}")
+        if n % 3 == 2:
+            cache.maintain()
+    first = _first_segments(cache)
+    for n in range(6, 9):  # the third finds 4 small fragments and compacts
+        _store(cache, f"question number {n}")
+    assert _first_segments(cache) == first
+    assert cache.lookup(MODEL, "question number 8", PARAMS) is not None
+
+
+def test_storing_an_answer_again_changes_nothing(tmp_path: Path, fake_embedder: Any) -> None:
+    cache = _indexed_cache(tmp_path, fake_embedder)
+    _store(cache, "What is the capital of France?")
+
+    def segments() -> list[str]:
+        indexes = cache._latest_dataset().describe_indices()
+        return [segment.uuid for index in indexes for segment in index.segments]
+
+    stored = segments()
+    _store(cache, "What is the capital of France?")
+    assert segments() == stored  # the second segments not rewritten for no new row
 
 
 def test_a_store_logs_no_warning_for_each_empty_partition(
