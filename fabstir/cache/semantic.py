@@ -460,7 +460,8 @@ class SemanticCache:
             materialize_deletions=False,
             excluded_fragment_ids=large,
         )
-        _index_new_rows(dataset, merge_all=maintenance)
+        # Rows stored meanwhile; merging all again would rewrite the merged index for nothing.
+        _index_new_rows(dataset, merge_all=False)
         self._table.checkout_latest()
         self._wrote()
         retrain = maintenance and self._partitions_outgrown(dataset)
